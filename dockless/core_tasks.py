@@ -1,0 +1,111 @@
+"""The root tasks: ``setup`` (the whole graph), ``plan`` (what setup would change) and ``plugins``."""
+from __future__ import annotations
+
+import json as _json
+import sys
+
+from invoke import Context, Exit, task
+from rich.console import Console
+from rich.table import Table
+
+from dockless.namespace import _LOADED, bind_session, load, session_for
+from dockless.registry import PluginError
+from dockless.session import Session
+from dockless.settings import SettingsError
+
+
+@task(help={
+    "force": "replace files changed outside dockless (a timestamped backup is kept)",
+    "timings": "print how long each step took",
+    "enable-features": "Windows: enable the Containers (and Hyper-V) features if missing",
+})
+def setup(c: Context, force: bool = False, timings: bool = False, enable_features: bool = False) -> None:
+    """Take this host to a working containerd: every step of every component, in order."""
+    session = session_for(c, force=force)
+    session.timings = timings
+    session.flags["enable_features"] = enable_features
+    if session.settings.target != session.settings.host and session.settings.fs_root is None:
+        raise Exit(f"target {session.settings.target} needs a {session.settings.target} host; "
+                   f"on this {session.settings.host} machine use `invoke plan --target {session.settings.target}`", 2)
+    try:
+        session.prefetch()
+        for step_id in session.steps:
+            session.run_step(step_id)
+    finally:
+        session.release()
+    summary(session)
+
+
+def summary(session: Session) -> None:
+    table = Table(title="dockless setup", show_edge=False)
+    table.add_column("step")
+    table.add_column("result")
+    if session.timings:
+        table.add_column("seconds", justify="right")
+    for r in session.results:
+        row = [r.step, r.status] + ([f"{r.seconds:.2f}"] if session.timings else [])
+        table.add_row(*row)
+    Console(stderr=True).print(table)
+    changed = sum(r.status == "changed" for r in session.results)
+    session.console.print("nothing to change" if not changed else f"{changed} step(s) changed")
+
+
+@task(help={"target": "windows or linux (default: DOCKLESS_TARGET or this host)", "json": "print JSON"})
+def plan(c: Context, target: str | None = None, json: bool = False) -> None:
+    """Show what `setup` would change, step by step; nothing is touched."""
+    if not _LOADED:
+        load()
+    try:
+        settings = _LOADED["settings"].with_flags(target=target)
+        session = Session(c, settings, _LOADED["registry"], dry=True)
+        entries = session.plan()
+    except (PluginError, SettingsError) as exc:
+        raise Exit(str(exc), 2) from None
+    if json:
+        print(_json.dumps([e.as_json() for e in entries], indent=2))
+        return
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(f"plan for {settings.target} (host: {settings.host}, service: {settings.service})")
+    for note in session.assumptions:
+        out.print(f"  assumed: {note}")
+    for entry in entries:
+        if not entry.changes:
+            out.print(f"[green]ok[/]      {entry.task}")
+            continue
+        out.print(f"[cyan]change[/]  {entry.task}")
+        for action in entry.actions:
+            out.print(f"    - {action.describe()}", markup=False)
+            for cmd in action.commands():
+                out.print("      " + cmd.strip().replace("\n", "\n      "), markup=False)
+            for f in action.files():
+                out.print("      " + f["content"].rstrip("\n").replace("\n", "\n      "), markup=False)
+    todo = sum(bool(e.changes) for e in entries)
+    out.print(f"{todo} of {len(entries)} steps would change" if todo else "nothing to change")
+
+
+@task
+def plugins(c: Context) -> None:
+    """List loaded plugins, their versions, components, roles, and what is blocked."""
+    from dockless.manager import plugin_versions
+
+    if not _LOADED:
+        load()
+    registry, pm, settings = _LOADED["registry"], _LOADED["pm"], _LOADED["settings"]
+    try:
+        active = {c.name for c in registry.select(settings.target, {"cni": settings.cni})}
+    except PluginError as exc:
+        raise Exit(str(exc), 2) from None
+    table = Table(show_edge=False)
+    for col in ("plugin", "version", "component", "role", "platforms", "state"):
+        table.add_column(col)
+    versions = plugin_versions(pm)
+    for name, comp in registry.components.items():
+        owner = registry.owners[name]
+        state = "active" if name in active else ("blocked" if name in registry.blocked else f"not for {settings.target}")
+        table.add_row(owner, versions.get(owner, "?"), name, comp.role or "", ",".join(comp.platforms), state)
+    Console(highlight=False).print(table)
+    if settings.disabled_plugins:
+        print("disabled: " + ", ".join(settings.disabled_plugins))
+
+
+TASKS = [setup, plan, plugins]

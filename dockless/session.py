@@ -1,0 +1,358 @@
+"""One run of dockless against one host: probes, plans and applies steps, keeps the manifest.
+
+A task body calls :func:`run_step`; the session is shared by every task of one ``invoke`` call
+(invoke hands all of them the same config object), so probes run once and the summary is whole.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePath
+from typing import Any
+
+from invoke import Context, Exit
+from rich.console import Console
+
+from dockless import powershell
+from dockless.actions import Action, Install, StepFailed, Warn, WriteFile
+from dockless.files import atomic_write, bad_encoding, read_bytes, unified_diff
+from dockless.layout import Layout, layout_for, local_path
+from dockless.manifest import Manifest
+from dockless.model import Component, Step, config_key
+from dockless.registry import PluginError, Registry
+from dockless.settings import Settings, SettingsError
+
+DEFAULT_WINDOWS_HOST = {"windows_build": 20348, "windows_ubr": 0, "edition": "server"}
+
+
+@dataclass
+class StepResult:
+    step: str
+    status: str  # ok | changed | failed | skipped | warning | planned
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class PlanEntry:
+    task: str
+    changes: list[str]
+    files: list[dict[str, str]]
+    commands: list[str]
+    actions: list[Action] = field(default_factory=list, repr=False)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"task": self.task, "changes": self.changes, "files": self.files, "commands": self.commands}
+
+
+@dataclass
+class Session:
+    c: Context
+    settings: Settings
+    registry: Registry
+    dry: bool = False
+    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+
+    def __post_init__(self) -> None:
+        self.layout: Layout = layout_for(self.settings)
+        self.components: list[Component] = self.registry.select(self.settings.target, {"cni": self.settings.cni})
+        self.steps: dict[str, tuple[Component, Step]] = {
+            f"{Registry.collection_name(c)}.{s.name}": (c, s) for c, s in Registry.steps(self.components, self.settings.target)
+        }
+        self.manifest = Manifest.load(self.local(self.layout.dockless_dir / "manifest.json"), dry=self.dry)
+        self.changed: set[str] = set()
+        self.results: list[StepResult] = []
+        self.assumptions: list[str] = []
+        self.warnings: list[str] = []
+        self._probes: dict[str, Any] | None = None
+        self._lock: Any = None
+        self._configs = {c.key: self._component_config(c) for c in self.components}
+        self._cache: Any = None
+        self.flags: dict[str, Any] = {}
+
+    # -- settings ----------------------------------------------------------------------------
+    def _component_config(self, comp: Component) -> dict[str, Any]:
+        given = dict(self.settings.section(comp.key))
+        unknown = set(given) - set(comp.settings)
+        if unknown:
+            key = sorted(unknown)[0]
+            known = ", ".join(sorted(comp.settings)) or "none"
+            raise SettingsError(f"[{comp.key}] {key!r} is not a setting of {comp.name}; known: {known}")
+        merged = {k: s.default for k, s in comp.settings.items()}
+        for key, value in given.items():
+            choices = comp.settings[key].choices
+            if choices and value not in choices:
+                raise SettingsError(f"[{comp.key}] {key} = {value!r} must be one of {', '.join(map(str, choices))}")
+            merged[key] = value
+        return merged
+
+    def config(self, component: str) -> dict[str, Any]:
+        """The merged settings of a component (``cni-nat`` and ``cni_nat`` both work)."""
+        return self._configs[config_key(component)]
+
+    def active(self, name: str) -> bool:
+        return config_key(name) in self._configs
+
+    def local(self, path: PurePath) -> Path:
+        return local_path(self.settings, path)
+
+    # -- host facts and probes ------------------------------------------------------------------
+    @property
+    def probes_available(self) -> bool:
+        return self.settings.target == "windows" and self.settings.native
+
+    def probe(self, key: str) -> Any:
+        """The JSON value of a step's probe (batched: one PowerShell process for all of them);
+        ``None`` when the target cannot be probed from here (a Windows plan on Linux)."""
+        if not self.probes_available:
+            return None
+        if self._probes is None:
+            self._probes = self._run_probes()
+        return self._probes.get(key)
+
+    def _run_probes(self) -> dict[str, Any]:
+        from plugins.preflight import HOST_PROBE
+
+        probes = {"host": HOST_PROBE}
+        probes.update({sid: s.probe for sid, (_c, s) in self.steps.items() if s.probe})
+        result = self.c.run(powershell.command(powershell.probe_script(probes)), hide=True, warn=True)
+        if result is None or not result.ok:
+            err = (getattr(result, "stderr", "") or "").strip().splitlines()
+            raise Exit(f"probing the Windows host failed: {err[-1] if err else 'no output'}; run from an elevated PowerShell", 1)
+        try:
+            return powershell.parse_probe_output(result.stdout)
+        except ValueError as exc:
+            raise Exit(f"probing the Windows host returned unreadable output ({exc})", 1) from None
+
+    def host(self, name: str) -> Any:
+        """A Windows host fact (``windows_build``, ``windows_ubr``, ``edition``, ``user_profile``):
+        probed when possible, else from ``[host]`` in dockless.toml, else an assumption."""
+        probed = self.probe("host")
+        if isinstance(probed, dict) and name in probed and "error" not in probed:
+            return probed[name]
+        if name in self.settings.assumed_host:
+            value = self.settings.assumed_host[name]
+            source = "[host] in dockless.toml"
+        else:
+            value = DEFAULT_WINDOWS_HOST.get(name)
+            source = "default"
+        note = f"{name} = {value!r} ({source}; not probed)"
+        if note not in self.assumptions:
+            self.assumptions.append(note)
+        return value
+
+    # -- artifacts -----------------------------------------------------------------------------
+    def url(self, upstream: str) -> str:
+        mirror = self.settings.mirror
+        if mirror and upstream.startswith("https://github.com/"):
+            base = mirror.rstrip("/")
+            return base + upstream[len("https://github.com"):]
+        return upstream
+
+    def artifact(self, key: str, version: str, urls: list[str], checksum_urls: list[str | None],
+                 sha_key: str | None = None) -> Any:
+        """An :class:`~dockless.download.Artifact` with the mirror applied and the sha256 pinned in
+        versions.toml (``[sha256]``, keyed by asset file name, or ``sha_key``) when there is one."""
+        from dockless.download import Artifact
+
+        name = urls[0].rsplit("/", 1)[-1]
+        keys = [sha_key] if sha_key else [u.rsplit("/", 1)[-1] for u in urls]
+        pinned = next((self.settings.pins.sha256[k] for k in keys if k in self.settings.pins.sha256), None)
+        return Artifact(
+            key=key,
+            version=version,
+            urls=tuple(self.url(u) for u in urls),
+            checksum_urls=tuple(self.url(u) if u else None for u in checksum_urls),
+            sha256=pinned,
+            allow_unverified=name in self.settings.section("unverified").get("allow", []),
+        )
+
+    @property
+    def cache(self) -> Any:
+        if self._cache is None:
+            from dockless.download import Cache
+
+            self._cache = Cache()
+        return self._cache
+
+    # -- file checks ------------------------------------------------------------------------------
+    def desired_file(self, path: PurePath, content: bytes, mode: int | None = None) -> list[Action]:
+        """Actions that make ``path`` hold ``content``; respects files the user wrote (drift)."""
+        local = self.local(path)
+        current = read_bytes(local) if self.settings.native else None
+        if current == content:
+            return []
+        if current is None:
+            return [WriteFile(path, content, mode, "create")]
+        state = self.manifest.file_state(str(path), local)
+        diff = unified_diff(current, content, path.name)
+        encoding = bad_encoding(current)
+        if state == "ours":
+            why = f"re-encode {encoding} as UTF-8 without BOM" if encoding else "update"
+            return [WriteFile(path, content, mode, why, diff)]
+        if self.settings.force:
+            return [WriteFile(path, content, mode, "replace a file not written by dockless; backup kept", diff, backup=True)]
+        if encoding:
+            raise StepFailed(
+                f"{path} is {encoding}: containerd and CNI read only UTF-8 without BOM (containerd says "
+                f"'bare keys cannot contain …'); re-run with --force to rewrite it (a backup is kept)"
+            )
+        return [Warn(f"{path} was changed outside dockless; keeping it (run with --force to replace it, a backup is kept):\n{diff}")]
+
+    def installed(self, component: str, version: str, paths: list[PurePath]) -> bool:
+        """True when the manifest says ``version`` is installed and every file is unchanged."""
+        if not self.settings.native:
+            return False
+        if self.manifest.components.get(component, {}).get("version") != version:
+            return False
+        return all(self.manifest.file_state(str(p), self.local(p)) == "ours" for p in paths)
+
+    # -- doing ---------------------------------------------------------------------------------
+    def write_file(self, action: WriteFile, component: str) -> None:
+        if self.dry:
+            return
+        local = self.local(action.path)
+        if action.backup and local.exists():
+            backup = local.with_name(f"{local.name}.{datetime.now():%Y%m%d-%H%M%S}.bak")
+            shutil.copy2(local, backup)
+            self.console.print(f"  backup of {action.path} kept at {backup}")
+        atomic_write(local, action.content, action.mode)
+        self.manifest.record_file(str(action.path), local, component, "rendered")
+
+    def remove_file(self, path: PurePath) -> None:
+        if self.dry:
+            return
+        self.local(path).unlink(missing_ok=True)
+        self.manifest.forget_file(str(path))
+
+    def install(self, action: Install, component: str) -> None:
+        from dockless.archive import extract, raw_install
+        from dockless.download import fetch
+
+        if self.dry:
+            return
+        blob = fetch(action.artifact, self.cache)
+        dest = self.local(action.dest)
+        if action.rename:
+            written = [dest / action.rename]
+            raw_install(blob, written[0])
+        else:
+            written = extract(blob, dest, action.members, flatten=action.flatten)
+        for path in written:
+            target = action.dest / path.relative_to(dest).as_posix()
+            self.manifest.files.pop(str(target), None)
+            self.manifest.record_file(str(target), path, component, "installed")
+        self.manifest.set_component(component, version=action.artifact.version)
+
+    def run_command(self, line: str, why: str, env: dict[str, str] | None = None) -> Any:
+        if self.dry:
+            self.console.print(f"  [dry] {line if len(line) < 200 else line[:200] + '…'}")
+            return None
+        result = self.c.run(line, hide=True, warn=True, env=env or {})
+        if result is not None and not result.ok:
+            lines = (result.stderr or result.stdout or "").strip().splitlines()
+            raise StepFailed(f"{why} failed (exit {result.exited}): {lines[-1] if lines else 'no output'}")
+        return result
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.console.print(f"  [yellow]warning[/]: {message}")
+
+    # -- steps -----------------------------------------------------------------------------------
+    def lookup(self, step_id: str) -> tuple[Component, Step]:
+        try:
+            return self.steps[step_id]
+        except KeyError:
+            raise Exit(f"{step_id} is not part of the {self.settings.target} graph (active: {', '.join(self.steps)})", 1) from None
+
+    def plan_step(self, step_id: str) -> list[Action]:
+        comp, step = self.lookup(step_id)
+        actions = list(step.plan(self))
+        if any(not isinstance(a, Warn) for a in actions):
+            self.changed.add(step_id)
+        return actions
+
+    def plan(self) -> list[PlanEntry]:
+        entries = []
+        for step_id in self.steps:
+            try:
+                actions = self.plan_step(step_id)
+            except StepFailed as exc:
+                raise Exit(f"{step_id}: {exc}", 1) from None
+            entries.append(PlanEntry(
+                task=step_id,
+                changes=[a.describe() for a in actions],
+                files=[f for a in actions for f in a.files()],
+                commands=[cmd for a in actions for cmd in a.commands()],
+                actions=actions,
+            ))
+        return entries
+
+    def run_step(self, step_id: str) -> StepResult:
+        self._acquire_lock()
+        comp, _step = self.lookup(step_id)
+        start = time.perf_counter()
+        try:
+            actions = self.plan_step(step_id)
+            for action in actions:
+                if not isinstance(action, Warn):
+                    self.console.print(f"  {step_id}: {action.describe()}")
+                action.run(self, comp.name)
+        except StepFailed as exc:
+            self._finish(step_id, "failed", start, str(exc))
+            raise Exit(f"{step_id} failed: {exc}", 1) from None
+        except (PluginError, SettingsError) as exc:
+            self._finish(step_id, "failed", start, str(exc))
+            raise Exit(f"{step_id}: {exc}", 1) from None
+        status = "changed" if step_id in self.changed else ("warning" if actions else "ok")
+        return self._finish(step_id, status, start)
+
+    def _finish(self, step_id: str, status: str, start: float, detail: str = "") -> StepResult:
+        result = StepResult(step_id, status, time.perf_counter() - start, detail)
+        self.results.append(result)
+        colour = {"ok": "green", "changed": "cyan", "failed": "red", "warning": "yellow"}.get(status, "white")
+        self.console.print(f"[{colour}]{status:>8}[/] {step_id}" + (f" ({result.seconds:.2f}s)" if self.timings else ""))
+        return result
+
+    timings: bool = False
+
+    def _acquire_lock(self) -> None:
+        if self._lock is not None or self.dry:
+            return
+        from filelock import FileLock, Timeout
+
+        lock_path = self.local(self.layout.dockless_dir / "dockless.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(lock_path))
+        try:
+            self._lock.acquire(timeout=0.5)
+        except Timeout:
+            self._lock = None
+            raise Exit(f"another dockless run holds {lock_path}; wait for it to finish", 1) from None
+
+    def prefetch(self) -> None:
+        """Download every artifact the plan needs, in parallel, into the cache (a warm cache
+        makes this a no-op). The steps then install from the cache."""
+        from dockless.download import fetch_all
+
+        planned = [a for sid in self.steps for a in self._quiet_plan(sid) if isinstance(a, Install)]
+        self.changed.clear()
+        if planned and not self.dry:
+            try:
+                fetch_all([a.artifact for a in planned], self.cache)
+            except Exception as exc:  # DownloadError and friends: one line, nothing installed
+                raise Exit(f"download failed: {exc}", 1) from None
+
+    def _quiet_plan(self, step_id: str) -> list[Action]:
+        try:
+            return self.plan_step(step_id)
+        except StepFailed:
+            return []  # reported when the step itself runs
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None

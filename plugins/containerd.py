@@ -1,0 +1,349 @@
+"""containerd: the release binaries, config.toml for the pinned major, and the service."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path, PurePath
+from typing import Any
+
+from invoke import Context
+
+from dockless import hookimpl
+from dockless.actions import Action, Call, Install, PowerShell, StepFailed
+from dockless.model import Component, Setting, Step
+from dockless.namespace import run_step
+from dockless.powershell import quote
+from dockless.render import render
+from dockless.session import Session
+from dockless.versions import Version
+from plugins._paths import TEMPLATES, release_url
+
+REPO = "containerd/containerd"
+BINARIES = {
+    "windows": ("containerd.exe", "ctr.exe", "containerd-shim-runhcs-v1.exe"),
+    "linux": ("containerd", "ctr", "containerd-shim-runc-v2"),
+}
+SERVICE_NAME = "containerd"
+
+
+def schema_for(version: Version) -> int:
+    """Config schema by release: 1.x → 2, 2.0–2.2 → 3, 2.3+ → 4 (field case C03)."""
+    if version.major < 2:
+        return 2
+    return 3 if version.minor < 3 else 4
+
+
+def version(session: Session) -> Version:
+    return session.settings.pins.version("containerd")
+
+
+def artifact(session: Session) -> Any:
+    v = version(session)
+    asset = f"containerd-{v}-{session.settings.target}-amd64.tar.gz"
+    url = release_url(REPO, v.tag, asset)
+    return session.artifact("containerd", str(v), [url], [url + ".sha256sum"])
+
+
+def installed_files(session: Session) -> list[PurePath]:
+    return [session.layout.bin_dir / name for name in BINARIES[session.settings.target]]
+
+
+def plan_install(session: Session) -> list[Action]:
+    if session.installed("containerd", str(version(session)), installed_files(session)):
+        return []
+    members = tuple(f"bin/{name}" for name in BINARIES[session.settings.target])
+    return [Install(artifact(session), session.layout.install_dir, members)]
+
+
+# -- config ------------------------------------------------------------------------------------
+def restrict_oom(session: Session) -> bool:
+    """containerd must be told not to lower ``oom_score_adj`` where it cannot (nested or
+    restricted hosts; runc then fails pod sandboxes with "can't get final child's PID")."""
+    wanted = session.config("containerd")["restrict_oom_score_adj"]
+    if wanted != "auto":
+        return bool(wanted)
+    if session.settings.target != "linux" or not session.settings.native:
+        return False
+    return not can_lower_oom_score_adj()
+
+
+def can_lower_oom_score_adj() -> bool:
+    path = Path("/proc/self/oom_score_adj")
+    try:
+        current = int(path.read_text())
+        if current <= -1000:
+            return False
+        path.write_text(str(current - 1))
+        path.write_text(str(current))
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def runtimes(session: Session) -> list[dict[str, Any]]:
+    if session.settings.target == "windows":
+        return [
+            {"name": "runhcs-wcow-process", "type": "io.containerd.runhcs.v1", "options": {}},
+            {"name": "runhcs-wcow-hypervisor", "type": "io.containerd.runhcs.v1",
+             "options": {"SandboxIsolation": "1", "ScaleCpuLimitsToSandbox": "true"}},
+        ]
+    from dockless.render import toml_string
+
+    runc = session.layout.exe("runc")
+    return [{"name": "runc", "type": "io.containerd.runc.v2", "options": {"BinaryName": toml_string(runc)}}]
+
+
+def render_config(session: Session) -> bytes:
+    v = version(session)
+    schema = schema_for(v)
+    lay = session.layout
+    cfg = session.config("containerd")
+    linux = session.settings.target == "linux"
+    return render(
+        TEMPLATES / "containerd",
+        "config-v2.toml.j2" if schema == 2 else "config-v3.toml.j2",
+        version=str(v),
+        schema=schema,
+        root=lay.containerd_root,
+        state=lay.containerd_state,
+        address=lay.address,
+        opt_dir=(lay.containerd_root.parent / "opt") if linux else "",
+        sandbox_image=cfg["sandbox_image"],
+        restrict_oom_score_adj=restrict_oom(session),
+        snapshotter="overlayfs" if linux else "windows",
+        runtimes=runtimes(session),
+        cni_bin_dir=lay.cni_bin_dir,
+        cni_conf_dir=lay.cni_conf_dir,
+        cni_bin_dirs=(v.major, v.minor) >= (2, 1),
+    )
+
+
+def plan_config(session: Session) -> list[Action]:
+    return session.desired_file(session.layout.containerd_config, render_config(session))
+
+
+# -- service -------------------------------------------------------------------------------------
+def socket_answers(path: str) -> bool:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(0.5)
+    try:
+        sock.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def pid_file(session: Session) -> Path:
+    return session.local(session.layout.dockless_dir / "containerd.pid")
+
+
+def running_pid(session: Session) -> int | None:
+    try:
+        pid = int(pid_file(session).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    try:  # a recycled pid is not ours
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return pid if cmdline and cmdline[0].endswith(b"containerd") else None
+
+
+def needs_restart(session: Session) -> bool:
+    return bool({"containerd.install", "containerd.config"} & session.changed)
+
+
+def daemon_line(session: Session) -> str:
+    lay = session.layout
+    level = session.config("containerd")["log_level"]
+    return (f"setsid {lay.exe('containerd')} --config {lay.containerd_config} --log-level {level} "
+            f">>{lay.log_file} 2>&1 </dev/null & echo $!")
+
+
+def start_process(session: Session) -> None:
+    lay = session.layout
+    session.local(lay.log_file).parent.mkdir(parents=True, exist_ok=True)
+    env = {"PATH": f"{session.local(lay.bin_dir)}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    result = session.c.run(daemon_line(session), hide=True, env=env)
+    pid = int(result.stdout.strip().splitlines()[-1])
+    pid_file(session).write_text(f"{pid}\n")
+    session.manifest.add_record("process", "containerd", "containerd")
+    wait_for_socket(session, pid)
+
+
+def wait_for_socket(session: Session, pid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if socket_answers(session.layout.address):
+            return
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            log = session.local(session.layout.log_file)
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            raise StepFailed(f"containerd exited at start: {tail[0] if tail else 'no log'} (log: {session.layout.log_file})")
+        time.sleep(0.05)
+    raise StepFailed(f"containerd did not answer on {session.layout.address} within {timeout:.0f}s (log: {session.layout.log_file})")
+
+
+def stop_process(session: Session, pid: int | None = None, timeout: float = 15.0) -> None:
+    pid = pid or running_pid(session)
+    if pid is None:
+        return
+    os.kill(pid, 15)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+    pid_file(session).unlink(missing_ok=True)
+
+
+def plan_service_process(session: Session) -> list[Action]:
+    pid = running_pid(session)
+    if pid and socket_answers(session.layout.address) and not needs_restart(session):
+        return []
+    actions: list[Action] = []
+    if pid:
+        actions.append(Call(f"stop containerd (pid {pid}) to load the new binary/config", lambda s: stop_process(s, pid)))
+    elif socket_answers(session.layout.address):
+        raise StepFailed(f"another containerd already answers on {session.layout.address}; stop it or choose another DOCKLESS_ROOT")
+    actions.append(Call(f"start containerd as a background process and wait for {session.layout.address}",
+                        start_process, shown=[daemon_line(session)]))
+    return actions
+
+
+def plan_service_systemd(session: Session) -> list[Action]:
+    lay = session.layout
+    unit_path = PurePath(session.settings.root or "/") / "etc" / "systemd" / "system" / "containerd.service"
+    unit = render(TEMPLATES / "containerd", "containerd.service.j2", containerd=lay.exe("containerd"),
+                  config=lay.containerd_config, bin_dir=lay.bin_dir,
+                  log_level=session.config("containerd")["log_level"])
+    actions = session.desired_file(unit_path, unit)
+    from dockless.actions import Run
+
+    if actions or needs_restart(session):
+        actions += [Run(["systemctl", "daemon-reload"]), Run(["systemctl", "enable", SERVICE_NAME]),
+                    Run(["systemctl", "restart", SERVICE_NAME])]
+    elif not socket_answers(lay.address):
+        actions += [Run(["systemctl", "start", SERVICE_NAME])]
+    if actions:
+        actions.append(Call(f"wait for {lay.address}", lambda s: _wait_systemd(s)))
+    return actions
+
+
+def _wait_systemd(session: Session) -> None:
+    deadline = time.monotonic() + 30
+    while not socket_answers(session.layout.address):
+        if time.monotonic() > deadline:
+            raise StepFailed(f"containerd did not answer on {session.layout.address}; see `journalctl -u containerd`")
+        time.sleep(0.1)
+
+
+# Windows service -------------------------------------------------------------------------------
+SERVICE_PROBE = r"""
+$svc = Get-CimInstance Win32_Service -Filter "Name='containerd'"
+$procs = @(Get-Process -Name containerd -ErrorAction SilentlyContinue | Select-Object Id, Path)
+[ordered]@{
+    service = $(if ($null -eq $svc) { $null } else { [ordered]@{ state = $svc.State; path = $svc.PathName } })
+    processes = $procs
+    pipe = (Test-Path '\\.\pipe\containerd-containerd')
+}
+"""
+
+
+def service_args(session: Session) -> list[str]:
+    lay = session.layout
+    return ["--config", str(lay.containerd_config), "--log-file", str(lay.log_file),
+            "--log-level", session.config("containerd")["log_level"]]
+
+
+def wait_pipe_script(session: Session, seconds: int = 60) -> str:
+    pipe = quote(session.layout.address)
+    return (f"$deadline = (Get-Date).AddSeconds({seconds})\n"
+            f"while (-not (Test-Path {pipe})) {{\n"
+            f"    if ((Get-Date) -gt $deadline) {{ throw 'containerd did not open its pipe within {seconds}s: see {session.layout.log_file}' }}\n"
+            f"    Start-Sleep -Milliseconds 250\n}}\n")
+
+
+def plan_service_windows(session: Session) -> list[Action]:
+    probe: Any = session.probe("containerd.service") or {}
+    if "error" in probe:
+        raise StepFailed(f"could not query the containerd service: {probe['error']}")
+    svc = probe.get("service")
+    exe = str(session.layout.exe("containerd"))
+    args = service_args(session)
+    wanted = all(a.lower() in (svc or {}).get("path", "").lower() for a in [exe] + args)
+    procs = probe.get("processes") or []
+    if isinstance(procs, dict):
+        procs = [procs]
+    if svc is None and (procs or probe.get("pipe")):
+        where = ", ".join(f"pid {p.get('Id')} {p.get('Path')}" for p in procs) or "unknown process"
+        raise StepFailed(f"a containerd that is not a service already owns the pipe ({where}); stop it before `invoke setup`")
+    register = (f"& {quote(exe)} --register-service " + " ".join(quote(a) for a in args) + "\n"
+                "if ($LASTEXITCODE -ne 0) { throw \"containerd --register-service failed with exit code $LASTEXITCODE\" }\n")
+    actions: list[Action] = []
+    if svc is None:
+        actions.append(PowerShell(register, "register the containerd service", record=("service", SERVICE_NAME)))
+    elif not wanted:
+        actions.append(PowerShell(
+            "Stop-Service containerd -ErrorAction SilentlyContinue\n"
+            f"& {quote(exe)} --unregister-service\n" + register,
+            "re-register the containerd service (binary path or flags changed)", record=("service", SERVICE_NAME)))
+    running = svc is not None and svc.get("state") == "Running" and wanted
+    if running and not needs_restart(session) and probe.get("pipe"):
+        return actions
+    verb = "Restart-Service containerd" if running else "Start-Service containerd"
+    actions.append(PowerShell(f"{verb}\n" + wait_pipe_script(session), f"{verb.split('-')[0].lower()} containerd and wait for its pipe"))
+    return actions
+
+
+def plan_service(session: Session) -> list[Action]:
+    if session.settings.target == "windows":
+        return plan_service_windows(session)
+    if session.settings.service == "systemd":
+        return plan_service_systemd(session)
+    return plan_service_process(session)
+
+
+def install(c: Context) -> None:
+    """Download containerd (sha256-verified) and install its binaries."""
+    run_step(c, "containerd.install")
+
+
+def config(c: Context) -> None:
+    """Render config.toml for the pinned containerd major (schema 2, 3 or 4)."""
+    run_step(c, "containerd.config")
+
+
+def service(c: Context) -> None:
+    """Register/start containerd (Windows service, systemd unit or background process) and wait until it answers."""
+    run_step(c, "containerd.service")
+
+
+@hookimpl
+def dockless_register_components(registry: Any) -> None:
+    registry.add(Component(
+        name="containerd",
+        requires=("preflight", "runc"),
+        steps=(
+            Step("install", plan_install, install),
+            Step("config", plan_config, config),
+            Step("service", plan_service, service, probe=SERVICE_PROBE),
+        ),
+        settings={
+            "log_level": Setting("info", "containerd --log-level", ("trace", "debug", "info", "warn", "error")),
+            "sandbox_image": Setting("registry.k8s.io/pause:3.10.2", "pause image for pod sandboxes"),
+            "restrict_oom_score_adj": Setting("auto", "true/false, or auto: detect hosts where containerd cannot lower oom_score_adj", ("auto", True, False)),
+        },
+        templates=TEMPLATES / "containerd",
+        description="containerd binaries, config.toml, service",
+    ))

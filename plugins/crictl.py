@@ -1,0 +1,61 @@
+"""crictl: the CRI client, and a crictl.yaml where crictl really reads it."""
+from __future__ import annotations
+
+from typing import Any
+
+from invoke import Context
+
+from dockless import hookimpl
+from dockless.actions import Action, Install
+from dockless.model import Component, Setting, Step
+from dockless.namespace import run_step
+from dockless.render import render
+from dockless.session import Session
+from plugins._paths import TEMPLATES, release_url
+
+
+def plan_install(session: Session) -> list[Action]:
+    v = session.settings.pins.version("crictl")
+    exe = session.layout.exe("crictl")
+    if session.installed("crictl", str(v), [exe]):
+        return []
+    asset = f"crictl-{v.tag}-{session.settings.target}-amd64.tar.gz"
+    url = release_url("kubernetes-sigs/cri-tools", v.tag, asset)
+    art = session.artifact("crictl", str(v), [url], [url + ".sha256"])
+    return [Install(art, session.layout.bin_dir, (exe.name,), flatten=True)]
+
+
+def timeout(session: Session) -> int:
+    value = session.config("crictl")["timeout"]
+    return int(value) if value else (60 if session.settings.target == "windows" else 10)
+
+
+def render_config(session: Session) -> bytes:
+    return render(TEMPLATES / "crictl", "crictl.yaml.j2",
+                  endpoint=session.layout.crictl_endpoint, timeout=timeout(session))
+
+
+def plan_config(session: Session) -> list[Action]:
+    return session.desired_file(session.layout.crictl_config, render_config(session))
+
+
+def install(c: Context) -> None:
+    """Download crictl (sha256-verified) into the bin dir."""
+    run_step(c, "crictl.install")
+
+
+def config(c: Context) -> None:
+    """Write crictl.yaml (Windows: %USERPROFILE%\\.crictl\\crictl.yaml) pointing at containerd."""
+    run_step(c, "crictl.config")
+
+
+@hookimpl
+def dockless_register_components(registry: Any) -> None:
+    registry.add(Component(
+        name="crictl",
+        requires=("containerd",),
+        steps=(Step("install", plan_install, install), Step("config", plan_config, config)),
+        settings={"timeout": Setting(0, "crictl timeout in seconds (0: 60 on Windows, 10 on Linux)")},
+        templates=TEMPLATES / "crictl",
+        description="CRI client and its config",
+    ))

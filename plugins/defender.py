@@ -1,0 +1,68 @@
+"""Windows Defender: a process exclusion for exactly the installed containerd.exe (field case C05).
+
+Real-time protection is never switched off; where Defender is absent or its cmdlets are blocked,
+the step warns and setup goes on.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from invoke import Context
+
+from dockless import hookimpl
+from dockless.actions import Action, PowerShell, Warn
+from dockless.model import Component, Setting, Step
+from dockless.namespace import run_step
+from dockless.powershell import quote
+from dockless.session import Session
+
+PROBE = r"""
+if (-not (Get-Command Get-MpPreference -ErrorAction SilentlyContinue)) {
+    [ordered]@{ available = $false; exclusions = @() }
+} else {
+    $pref = Get-MpPreference
+    [ordered]@{ available = $true; exclusions = @($pref.ExclusionProcess | Where-Object { $_ }) }
+}
+"""
+
+
+def target(session: Session) -> str:
+    return str(session.layout.exe("containerd"))
+
+
+def plan_exclude(session: Session) -> list[Action]:
+    if not session.config("defender")["enabled"]:
+        return []
+    exe = target(session)
+    probe: Any = session.probe("defender.exclude")
+    if isinstance(probe, dict):
+        if "error" in probe:
+            return [Warn(f"Windows Defender preferences cannot be read ({probe['error']}); no exclusion added for {exe}")]
+        if not probe.get("available"):
+            return [Warn(f"Windows Defender is not available on this host; no exclusion needed for {exe}")]
+        if any(str(e).lower() == exe.lower() for e in probe.get("exclusions") or []):
+            return []
+    script = f"Add-MpPreference -ExclusionProcess {quote(exe)}\n"
+    return [PowerShell(script, f"add a Defender process exclusion for {exe}", record=("exclusion", exe))]
+
+
+def undo_exclude(session: Session) -> list[Action]:
+    exe = target(session)
+    if not session.manifest.has_record("exclusion", exe):
+        return []
+    return [PowerShell(f"Remove-MpPreference -ExclusionProcess {quote(exe)}\n", f"remove the Defender exclusion for {exe}")]
+
+
+def exclude(c: Context) -> None:
+    """Add a Windows Defender process exclusion for the installed containerd.exe."""
+    run_step(c, "defender.exclude")
+
+
+@hookimpl
+def dockless_register_components(registry: Any) -> None:
+    registry.add(Component(
+        name="defender", platforms=("windows",), requires=("containerd",),
+        steps=(Step("exclude", plan_exclude, exclude, platforms=("windows",), probe=PROBE, undo=undo_exclude),),
+        settings={"enabled": Setting(True, "add the Defender process exclusion (false: leave Defender alone)", (True, False))},
+        description="Windows Defender exclusion for containerd.exe",
+    ))

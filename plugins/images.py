@@ -1,0 +1,96 @@
+"""Image tasks and the smoke test, with ctr against the containerd dockless set up."""
+from __future__ import annotations
+
+import shlex
+import uuid
+from pathlib import Path
+from typing import Any
+
+from invoke import Context, Exit, task
+
+from dockless import hookimpl
+from dockless.namespace import session_for
+from dockless.session import Session
+
+NAMESPACE = "k8s.io"  # the CRI's namespace: images imported here are visible to crictl and pods
+
+
+def ctr(session: Session, *args: str) -> str:
+    lay = session.layout
+    return shlex.join([str(session.local(lay.exe("ctr"))), "--address", lay.address, "--namespace", NAMESPACE, *args])
+
+
+def _run(c: Context, line: str, what: str, hide: bool = True) -> Any:
+    result = c.run(line, hide=hide, warn=True)
+    if result is not None and not result.ok:
+        err = (result.stderr or result.stdout or "").strip().splitlines()
+        raise Exit(f"{what} failed: {err[-1] if err else 'exit ' + str(result.exited)}", 1)
+    return result
+
+
+def default_smoke_image(session: Session) -> tuple[str, list[str]]:
+    if session.settings.target == "windows":
+        from dockless.winimages import choose_image
+
+        choice = choose_image(int(session.host("windows_build")), session.host("edition"))
+        return choice.image, ["cmd", "/c", "echo", "hello"]
+    return session.config("images")["smoke_image"], ["echo", "hello"]
+
+
+@task(name="import", help={"path": "an OCI or docker image archive (tar)"})
+def import_(c: Context, path: str) -> None:
+    """Load an OCI/docker image archive into containerd (namespace k8s.io)."""
+    session = session_for(c)
+    if not Path(path).is_file():
+        raise Exit(f"image.import: {path}: no such file", 2)
+    _run(c, ctr(session, "images", "import", str(Path(path).resolve())), f"importing {path}", hide=False)
+
+
+@task(help={"ref": "image reference, e.g. mcr.microsoft.com/windows/nanoserver:ltsc2022"})
+def pull(c: Context, ref: str) -> None:
+    """Pull an image with ctr (on Windows: checked against the host build first)."""
+    session = session_for(c)
+    if session.settings.target == "windows":
+        from dockless.winimages import ImageMismatch, choose_image
+
+        try:
+            choose_image(int(session.host("windows_build")), session.host("edition"), image=ref)
+        except ImageMismatch as exc:
+            raise Exit(str(exc), 2) from None
+    _run(c, ctr(session, "images", "pull", ref), f"pulling {ref}", hide=False)
+
+
+@task(name="list")
+def list_(c: Context) -> None:
+    """List the images containerd has (namespace k8s.io)."""
+    session = session_for(c)
+    print(_run(c, ctr(session, "images", "list", "--quiet"), "listing images").stdout, end="")
+
+
+@task(help={"image": "image to run (default: host-matching nanoserver on Windows, [images] smoke_image on Linux)"})
+def smoke(c: Context, image: str | None = None) -> None:
+    """Run a one-shot container that prints hello (ctr run --rm), as the seed article does."""
+    session = session_for(c)
+    default, cmd = default_smoke_image(session)
+    image = image or default
+    if session.settings.target == "windows":
+        _run(c, ctr(session, "images", "pull", image), f"pulling {image}")
+    name = f"dockless-smoke-{uuid.uuid4().hex[:8]}"
+    result = _run(c, ctr(session, "run", "--rm", image, name, *cmd), "the smoke container")
+    out = (result.stdout if result is not None else "").strip()
+    if result is not None and out != "hello":
+        raise Exit(f"smoke: expected 'hello' from {image}, got {out!r}", 1)
+    print(out)
+
+
+@hookimpl
+def dockless_register_components(registry: Any) -> None:
+    from dockless.model import Component, Setting
+
+    registry.add(Component(
+        name="images", steps=(),
+        settings={"smoke_image": Setting("docker.io/library/busybox:latest", "image `smoke` runs on Linux")},
+        description="image tasks (no install steps)",
+    ))
+    registry.add_tasks("image", import_, pull, list_)
+    registry.add_tasks("", smoke)

@@ -1,0 +1,14 @@
+"""invoke entry point: the namespace comes from the plugin host (see dockless/namespace.py)."""
+from __future__ import annotations
+
+import sys
+
+from dockless.namespace import build_namespace
+from dockless.registry import PluginError
+from dockless.settings import SettingsError
+
+try:
+    ns = build_namespace()
+except (PluginError, SettingsError) as exc:
+    print(f"dockless: {exc}", file=sys.stderr)
+    sys.exit(2)
