@@ -54,7 +54,7 @@ class Session:
     settings: Settings
     registry: Registry
     dry: bool = False
-    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
 
     def __post_init__(self) -> None:
         self.layout: Layout = layout_for(self.settings)
