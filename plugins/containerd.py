@@ -108,7 +108,7 @@ def render_config(session: Session) -> bytes:
         root=lay.containerd_root,
         state=lay.containerd_state,
         address=lay.address,
-        opt_dir=(lay.containerd_root.parent / "opt") if linux else "",
+        opt_dir=(lay.containerd_root / "opt") if linux else "",
         sandbox_image=cfg["sandbox_image"],
         restrict_oom_score_adj=restrict_oom(session),
         snapshotter="overlayfs" if linux else "windows",
