@@ -1,0 +1,1 @@
+"""Test helpers shipped with dockless (local HTTP server, fixtures)."""
