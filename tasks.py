@@ -12,3 +12,8 @@ try:
 except (PluginError, SettingsError) as exc:
     print(f"dockless: {exc}", file=sys.stderr)
     sys.exit(2)
+
+# repo-only task (not in the `dockless` console script): the offline Linux-lane demo
+from dockless.demo import demo  # noqa: E402
+
+ns.add_task(demo)

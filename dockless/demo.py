@@ -1,0 +1,69 @@
+"""`invoke demo`: the whole Linux lane for real on a machine without GitHub access.
+
+Packs this machine's Debian containerd/runc/CNI binaries as the upstream release assets, serves
+them on 127.0.0.1, and runs `setup`, `image.import`, `smoke` and a second (no-op) `setup` under
+a private root, exactly as a user would with `DOCKLESS_MIRROR`. containerd is left running
+(`DOCKLESS_ROOT=<root> invoke teardown` stops it) unless ``--stop``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from invoke import Context, Exit, task
+
+REPO = Path(__file__).resolve().parent.parent
+VERSIONS = {"containerd": "1.6.20", "runc": "1.1.5", "cni-plugins": "1.1.1", "crictl": "1.36.0"}
+NEEDS = {"/usr/bin/containerd": "containerd", "/usr/sbin/runc": "runc",
+         "/usr/lib/cni/bridge": "containernetworking-plugins", "/bin/busybox": "busybox-static"}
+
+
+def _debian_version(pkg: str) -> str | None:
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
+    return out.stdout.split("~")[0].split("+")[0].split("-")[0].split(":")[-1]
+
+
+@task(help={"root": "where to install (default: a new folder under /tmp)", "stop": "stop containerd at the end"})
+def demo(c: Context, root: str | None = None, stop: bool = False) -> None:
+    """Offline, for real: Linux-lane setup from a local mirror of Debian's binaries, then smoke."""
+    from dockless.testing.httpserver import LocalHTTPServer
+    from dockless.testing.images import busybox_oci
+    from dockless.testing.mirror import linux_mirror, serve
+
+    missing = sorted({pkg for path, pkg in NEEDS.items() if not Path(path).exists()})
+    if missing:
+        raise Exit(f"demo needs Debian packages: apt-get install -y {' '.join(missing)}", 2)
+    if os.geteuid() != 0:
+        raise Exit("demo starts containerd: run it as root", 2)
+    versions = dict(VERSIONS)
+    for key, pkg in (("containerd", "containerd"), ("runc", "runc"), ("cni-plugins", "containernetworking-plugins")):
+        versions[key] = _debian_version(pkg) or versions[key]
+    work = Path(tempfile.mkdtemp(prefix="dockless-demo-"))
+    root = root or tempfile.mkdtemp(dir="/tmp", prefix="dl")
+    (work / "dockless.toml").write_text("[versions]\n" + "".join(f'{k} = "{v}"\n' for k, v in versions.items()))
+    crictl = shutil.which("crictl") or os.environ.get("DOCKLESS_CRICTL")
+    linux_mirror(work / "mirror", versions, Path(crictl) if crictl else None)
+    image = busybox_oci(work / "busybox.tar")
+    with LocalHTTPServer() as server:
+        env = {
+            "DOCKLESS_TARGET": "linux", "DOCKLESS_ROOT": root, "DOCKLESS_SERVICE": "process",
+            "DOCKLESS_MIRROR": serve(server, work / "mirror"), "DOCKLESS_CONFIG": str(work / "dockless.toml"),
+            "DOCKLESS_CACHE": str(work / "cache"),
+        }
+        if not crictl:
+            env["DOCKLESS_DISABLE_PLUGINS"] = "crictl"
+        inv = f"{sys.executable} -m invoke --search-root {REPO}"
+        print(f"# mirror {env['DOCKLESS_MIRROR']} (Debian binaries as release assets), root {root}")
+        for step in ("setup --timings", f"image.import {image}", "smoke --image docker.io/library/busybox:dockless", "setup"):
+            print(f"$ invoke {step}", flush=True)
+            c.run(f"{inv} {step}", env=env, pty=False)
+        if stop:
+            c.run(f"{inv} teardown --yes", env=env, warn=True)
+    print(f"done. containerd for this demo: DOCKLESS_TARGET=linux DOCKLESS_ROOT={root} "
+          f"DOCKLESS_SERVICE=process DOCKLESS_CONFIG={work / 'dockless.toml'} invoke status")
