@@ -5,8 +5,6 @@ import json as _json
 import sys
 
 from invoke import Context, Exit, task
-from rich.console import Console
-from rich.table import Table
 
 from dockless.namespace import _LOADED, bind_session, load, session_for
 from dockless.registry import PluginError
@@ -37,6 +35,9 @@ def setup(c: Context, force: bool = False, timings: bool = False, enable_feature
 
 
 def summary(session: Session) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="dockless setup", show_edge=False)
     table.add_column("step")
     table.add_column("result")
@@ -64,6 +65,8 @@ def plan(c: Context, target: str | None = None, json: bool = False) -> None:
     if json:
         print(_json.dumps([e.as_json() for e in entries], indent=2))
         return
+    from rich.console import Console
+
     out = Console(highlight=False, soft_wrap=True)
     out.print(f"plan for {settings.target} (host: {settings.host}, service: {settings.service})")
     for note in session.assumptions:
@@ -86,6 +89,9 @@ def plan(c: Context, target: str | None = None, json: bool = False) -> None:
 @task
 def plugins(c: Context) -> None:
     """List loaded plugins, their versions, components, roles, and what is blocked."""
+    from rich.console import Console
+    from rich.table import Table
+
     from dockless.manager import plugin_versions
 
     if not _LOADED:

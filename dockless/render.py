@@ -6,7 +6,6 @@ from functools import lru_cache
 from pathlib import Path, PurePath
 from typing import Any
 
-import jinja2
 
 
 def toml_string(value: object) -> str:
@@ -23,7 +22,9 @@ def toml_list(values: list[object]) -> str:
 
 
 @lru_cache(maxsize=None)
-def environment(folder: str) -> jinja2.Environment:
+def environment(folder: str) -> Any:
+    import jinja2  # imported on first render: keeps `invoke --list` fast
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folder),
         undefined=jinja2.StrictUndefined,

@@ -14,7 +14,6 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from invoke import Context, Exit
-from rich.console import Console
 
 from dockless import powershell
 from dockless.actions import Action, Install, StepFailed, Warn, WriteFile
@@ -24,6 +23,12 @@ from dockless.manifest import Manifest
 from dockless.model import Component, Step, config_key
 from dockless.registry import PluginError, Registry
 from dockless.settings import Settings, SettingsError
+
+def _console() -> Any:
+    from rich.console import Console  # imported on use: keeps `invoke --list` fast
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
 
 DEFAULT_WINDOWS_HOST = {"windows_build": 20348, "windows_ubr": 0, "edition": "server"}
 
@@ -54,7 +59,7 @@ class Session:
     settings: Settings
     registry: Registry
     dry: bool = False
-    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
+    console: Any = field(default_factory=lambda: _console())
 
     def __post_init__(self) -> None:
         self.layout: Layout = layout_for(self.settings)
