@@ -7,7 +7,7 @@ import sys
 from invoke import Context, Exit, task
 
 from dockless.namespace import _LOADED, bind_session, load, session_for
-from dockless.registry import PluginError
+from dockless.registry import PluginError, Registry
 from dockless.session import Session
 from dockless.settings import SettingsError
 
@@ -20,6 +20,7 @@ from dockless.settings import SettingsError
 def setup(c: Context, force: bool = False, timings: bool = False, enable_features: bool = False) -> None:
     """Take this host to a working containerd: every step of every component, in order."""
     session = session_for(c, force=force)
+    check_settings(session)
     session.timings = timings
     session.flags["enable_features"] = enable_features
     if session.settings.target != session.settings.host and session.settings.fs_root is None:
@@ -32,6 +33,23 @@ def setup(c: Context, force: bool = False, timings: bool = False, enable_feature
     finally:
         session.release()
     summary(session)
+
+
+def check_settings(session: Session) -> None:
+    """Every plugin's ``dockless_check_settings`` on the merged settings; any problem stops the
+    run before the host is touched, one line each."""
+    from dockless.manager import check_settings as run_hook
+
+    pm = _LOADED.get("pm")
+    if pm is None:
+        return
+    merged = {comp.key: session.config(comp.name) for comp in session.components}
+    try:
+        problems = run_hook(pm, merged, session.settings.target)
+    except PluginError as exc:
+        raise Exit(str(exc), 2) from None
+    if problems:
+        raise Exit("\n".join(problems), 2)
 
 
 def summary(session: Session) -> None:
@@ -59,6 +77,7 @@ def plan(c: Context, target: str | None = None, json: bool = False) -> None:
     try:
         settings = _LOADED["settings"].with_flags(target=target)
         session = Session(c, settings, _LOADED["registry"], dry=True)
+        check_settings(session)
         entries = session.plan()
     except (PluginError, SettingsError) as exc:
         raise Exit(str(exc), 2) from None
@@ -86,32 +105,46 @@ def plan(c: Context, target: str | None = None, json: bool = False) -> None:
     out.print(f"{todo} of {len(entries)} steps would change" if todo else "nothing to change")
 
 
-@task
-def plugins(c: Context) -> None:
+@task(help={"settings": "also list every component's settings: default, choices, help"})
+def plugins(c: Context, settings: bool = False) -> None:
     """List loaded plugins, their versions, components, roles, and what is blocked."""
-    from rich.console import Console
-    from rich.table import Table
-
     from dockless.manager import plugin_versions
 
     if not _LOADED:
         load()
-    registry, pm, settings = _LOADED["registry"], _LOADED["pm"], _LOADED["settings"]
+    registry, pm, cfg = _LOADED["registry"], _LOADED["pm"], _LOADED["settings"]
     try:
-        active = {c.name for c in registry.select(settings.target, {"cni": settings.cni})}
+        active = {comp.name for comp in registry.select(cfg.target, {"cni": cfg.cni})}
     except PluginError as exc:
         raise Exit(str(exc), 2) from None
-    table = Table(show_edge=False)
-    for col in ("plugin", "version", "component", "role", "platforms", "state"):
-        table.add_column(col)
     versions = plugin_versions(pm)
+    rows = [("plugin", "version", "component", "role", "platforms", "state")]
     for name, comp in registry.components.items():
         owner = registry.owners[name]
-        state = "active" if name in active else ("blocked" if name in registry.blocked else f"not for {settings.target}")
-        table.add_row(owner, versions.get(owner, "?"), name, comp.role or "", ",".join(comp.platforms), state)
-    Console(highlight=False).print(table)
-    if settings.disabled_plugins:
-        print("disabled: " + ", ".join(settings.disabled_plugins))
+        state = "active" if name in active else registry.inactive.get(name, "inactive")
+        rows.append((owner, versions.get(owner, "?"), name, comp.role or "-", ",".join(comp.platforms), state))
+    print(f"plugins for {cfg.target}" + (f" (cni = {cfg.cni})" if cfg.cni else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    quiet = sorted(set(versions) - set(registry.owners.values()))
+    if quiet:
+        print("plugins without components: " + ", ".join(f"{n} ({versions[n]})" for n in quiet))
+    if cfg.disabled_plugins:
+        print("disabled: " + ", ".join(cfg.disabled_plugins))
+    if settings:
+        print("\n".join(settings_lines(registry)))
+
+
+def settings_lines(registry: Registry) -> list[str]:
+    """Every declared setting: ``[section] key = default  (choices)`` and its help below."""
+    lines = ["settings (dockless.toml tables; unknown keys are refused):"]
+    for comp in registry.components.values():
+        for key, setting in comp.settings.items():
+            choices = f"  (one of: {', '.join(map(_json.dumps, setting.choices))})" if setting.choices else ""
+            lines.append(f"  [{comp.key}] {key} = {_json.dumps(setting.default)}{choices}")
+            lines.append(f"      {setting.help}")
+    return lines
 
 
 TASKS = [setup, plan, plugins]

@@ -29,11 +29,15 @@ def dockless_register_components(registry: Registry) -> None:
 
 @hookspec
 def dockless_check_settings(settings: dict, target: str) -> list[str]:
-    """Validate the whole settings before anything runs.
+    """Check settings that depend on each other before anything runs.
 
-    When: at the start of ``plan``, ``setup`` and ``doctor``, after every component's own
-    settings were validated against its declared :class:`~dockless.model.Setting` s.
-    May touch: nothing; read ``settings`` (section name → merged values) and ``target``.
-    Result: a list of problems (one line each, naming the setting and the fix); all lists are
-    concatenated, and any problem stops the run before the host is changed.
+    When: at the start of ``plan`` and ``setup``, after the host built the session: every
+    active component's ``[section]`` was merged with its declared
+    :class:`~dockless.model.Setting` defaults, unknown keys and values outside ``choices`` were
+    refused already.
+    May touch: nothing; read ``settings`` (component config key → merged values, active
+    components only) and ``target`` (``windows`` or ``linux``). No I/O, no host probes.
+    Result: a list of problems, one line each, naming the setting and the fix (``[]`` or
+    ``None``: all good). The lists of all plugins are concatenated, each line prefixed with the
+    plugin's name; any problem stops the run (exit 2) before the host is changed.
     """

@@ -32,15 +32,22 @@ def plugin_manager(
     disabled = set(disabled)
     for name, module in builtin_plugins():
         if name not in disabled and name.removeprefix(BUILTIN_PREFIX) not in disabled:
-            pm.register(module, name=name)
+            _register(pm, module, name)
     for plugin in extra:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         if name not in disabled:
-            pm.register(plugin, name=name)
+            _register(pm, plugin, name)
+    versions: dict[str, str] = {}
     if entry_points:
         for ep in importlib.metadata.entry_points(group=PROJECT):
-            if ep.name in disabled or pm.has_plugin(ep.name):
+            if ep.name in disabled:
                 continue
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown distribution"
+            if pm.has_plugin(ep.name):
+                raise PluginError(
+                    f"two plugins are named {ep.name!r}: {versions.get(ep.name, 'a built-in or test plugin')} and {dist}; "
+                    f"uninstall one, or disable both with DOCKLESS_DISABLE_PLUGINS={ep.name}"
+                )
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken third-party package must not hide which one
@@ -48,20 +55,34 @@ def plugin_manager(
                     f"plugin {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}; "
                     f"disable it with DOCKLESS_DISABLE_PLUGINS={ep.name}"
                 ) from exc
-            pm.register(plugin, name=ep.name)
-    pm.check_pending()
+            _register(pm, plugin, ep.name)
+            versions[ep.name] = dist
+    pm.dockless_versions = versions  # type: ignore[attr-defined]  # read by plugin_versions()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) or "?"
+        raise PluginError(f"plugin {name!r} implements a hook dockless does not have: {exc}; "
+                          f"the hooks are listed in docs/plugins.md") from None
     return pm
 
 
+def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """Register one plugin; a bad hook implementation (wrong argument names …) names the plugin."""
+    try:
+        pm.register(plugin, name=name)
+    except ValueError as exc:  # pluggy: the same name or object twice
+        raise PluginError(f"plugin {name!r} cannot be registered: {exc}") from None
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {name!r} has an invalid hook implementation: {exc}") from None
+
+
 def plugin_versions(pm: pluggy.PluginManager) -> dict[str, str]:
-    """Plugin name → distribution version (``builtin`` for ours)."""
+    """Plugin name → ``distribution version`` (``builtin`` for ours, ``local`` for ``extra=``)."""
+    dists: dict[str, str] = getattr(pm, "dockless_versions", {})
     out: dict[str, str] = {}
-    dists = {name: dist for plugin, dist in pm.list_plugin_distinfo() for name in [pm.get_name(plugin)]}
     for name, _plugin in pm.list_name_plugin():
-        if name in dists:
-            out[name] = f"{dists[name].project_name} {dists[name].version}"
-        else:
-            out[name] = "builtin" if name.startswith(BUILTIN_PREFIX) else "local"
+        out[name] = dists.get(name) or ("builtin" if name.startswith(BUILTIN_PREFIX) else "local")
     return out
 
 
@@ -72,15 +93,7 @@ def call_each(pm: pluggy.PluginManager, hook: str, owner: Registry | None = None
     for impl in getattr(pm.hook, hook).get_hookimpls():
         if owner is not None:
             owner.current_plugin = impl.plugin_name
-        try:
-            result = impl.function(**{name: kwargs[name] for name in impl.argnames})
-        except PluginError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"plugin {impl.plugin_name!r} failed in {hook}: {type(exc).__name__}: {exc}; "
-                f"disable it with DOCKLESS_DISABLE_PLUGINS={impl.plugin_name}"
-            ) from exc
+        result = call_each_impl(impl, hook, **kwargs)
         if result is not None:
             results.append(result)
     if owner is not None:
@@ -88,8 +101,37 @@ def call_each(pm: pluggy.PluginManager, hook: str, owner: Registry | None = None
     return results
 
 
+def call_each_impl(impl: pluggy.HookImpl, hook: str, **kwargs: object) -> object:
+    """Call one hook implementation; any exception becomes a :class:`PluginError` naming the
+    plugin and the hook."""
+    try:
+        return impl.function(**{name: kwargs[name] for name in impl.argnames})
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"plugin {impl.plugin_name!r} failed in {hook}: {type(exc).__name__}: {exc}; "
+            f"disable it with DOCKLESS_DISABLE_PLUGINS={impl.plugin_name}"
+        ) from exc
+
+
 def collect(pm: pluggy.PluginManager) -> Registry:
     """Call ``dockless_register_components`` on every plugin and return the filled registry."""
     registry = Registry()
     call_each(pm, "dockless_register_components", registry, registry=registry)
     return registry
+
+
+def check_settings(pm: pluggy.PluginManager, settings: dict[str, dict[str, object]], target: str) -> list[str]:
+    """Call ``dockless_check_settings`` on every plugin; the problems, one line each, prefixed
+    with the plugin's name. A result that is not a list of strings is the plugin's bug."""
+    problems: list[str] = []
+    for impl in pm.hook.dockless_check_settings.get_hookimpls():
+        found = call_each_impl(impl, "dockless_check_settings", settings=settings, target=target)
+        if found is None:
+            continue
+        if not isinstance(found, (list, tuple)) or not all(isinstance(p, str) for p in found):
+            raise PluginError(f"plugin {impl.plugin_name!r} returned {found!r} from dockless_check_settings; "
+                              f"it must return a list of one-line strings")
+        problems += [f"{impl.plugin_name}: {p}" for p in found]
+    return problems

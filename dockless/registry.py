@@ -22,6 +22,8 @@ class Registry:
     extra_tasks: dict[str, list[tuple[str, Callable[..., Any]]]] = field(default_factory=dict)
     current_plugin: str = "<unknown>"
     blocked: set[str] = field(default_factory=set)
+    # why a component is inactive on the last ``select``'s target: name -> one line
+    inactive: dict[str, str] = field(default_factory=dict)
 
     def add(self, component: Component) -> None:
         if component.name in self.components:
@@ -49,20 +51,48 @@ class Registry:
     def select(self, target: str, choices: dict[str, str | None]) -> list[Component]:
         """The components active on ``target``: every plain component for the platform and, per
         role, the chosen provider (``choices[role]``), else the one built-in default. A second
-        installed provider never takes over by itself."""
+        installed provider never takes over by itself. A plain component that only blocked
+        providers require goes with them (``hns`` with ``cni-nat`` when another ``cni`` is chosen)."""
         chosen: set[str] = set()
         blocked: set[str] = set()
         for role in sorted(self.roles()):
             active_provider = self._choose(role, target, choices.get(role))
             if active_provider:
                 chosen.add(active_provider.name)
-            blocked |= {p.name for p in self.providers(role) if p is not active_provider}
+            blocked |= {p.name for p in self.providers(role, target) if p is not active_provider}
         active = [
             c for c in self.components.values()
             if c.name in chosen or (c.role is None and target in c.platforms)
         ]
         self.blocked = blocked
+        self.inactive = {}
+        for name in sorted(blocked):
+            role = self.components[name].role
+            winner = next((c for c in chosen if self.components[c].role == role), "none")
+            self.inactive[name] = f"blocked: {role} is {winner}"
+        self.inactive.update(self._exclusive_to_blocked(active, blocked, target))
+        for comp in self.components.values():
+            if target not in comp.platforms:
+                self.inactive.setdefault(comp.name, f"not for {target}")
+        active = [c for c in active if c.name not in self.inactive]
         return self._ordered(active, target)
+
+    def _exclusive_to_blocked(self, active: list[Component], blocked: set[str], target: str) -> dict[str, str]:
+        """Plain components that are required only by blocked providers (or by components that
+        go with them): name -> why. Computed to a fixed point, so chains go too."""
+        gone: dict[str, str] = {}
+        changed = True
+        while changed:
+            changed = False
+            for comp in active:
+                if comp.role is not None or comp.name in gone:
+                    continue
+                users = [c.name for c in self.components.values()
+                         if target in c.platforms and comp.name in c.requires]
+                if users and all(u in blocked or u in gone for u in users):
+                    gone[comp.name] = f"blocked: only needed by {', '.join(sorted(users))}"
+                    changed = True
+        return gone
 
     def _choose(self, role: str, target: str, wanted: str | None) -> Component | None:
         candidates = self.providers(role, target)
