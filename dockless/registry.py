@@ -97,13 +97,14 @@ class Registry:
     def _choose(self, role: str, target: str, wanted: str | None) -> Component | None:
         candidates = self.providers(role, target)
         if wanted:
-            for comp in self.providers(role):
-                if comp.name == wanted:
-                    if target not in comp.platforms:
-                        raise PluginError(f"{role} provider {wanted!r} does not support {target}; it supports {', '.join(comp.platforms)}")
-                    return comp
-            names = ", ".join(c.name for c in self.providers(role)) or "none"
-            raise PluginError(f"{role} provider {wanted!r} is not installed; installed {role} providers: {names}")
+            named = [c for c in self.providers(role) if c.name == wanted]
+            if not named:
+                names = ", ".join(c.name for c in self.providers(role)) or "none"
+                raise PluginError(f"{role} provider {wanted!r} is not installed; installed {role} providers: {names}")
+            if target in named[0].platforms:
+                return named[0]
+            # a choice for another platform (one dockless.toml for Windows and Linux hosts):
+            # this target keeps its default, which is chosen below as if nothing was selected
         if not candidates:
             return None
         builtin = [c for c in candidates if self.owners[c.name].startswith("dockless.")]
