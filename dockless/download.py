@@ -684,8 +684,8 @@ class _PlainReporter:
         self._line(f"dockless: {a.label}: {url_basename(o.url)} ({_human(o.size)}, {how})")
 
     def failed(self, a: Artifact, e: BaseException) -> None:
-        if not isinstance(e, DownloadCancelled):
-            self._line(f"dockless: {_one_line(e)}")
+        """Nothing here: :func:`fetch_all` raises the first error (the caller reports it, once)
+        and prints the others itself; printing here too made one failure two lines."""
 
     def _line(self, text: str) -> None:
         with self.lock:
@@ -804,6 +804,8 @@ def fetch_all(
         pool.shutdown(wait=True, cancel_futures=True)
         reporter.close()
     if errors:
+        for other in errors[1:]:  # the first is raised: its message is the caller's one line
+            print(f"dockless: {_one_line(other)}", file=sys.stderr, flush=True)
         raise errors[0]
     missing = [k for k in keys if k not in results]
     if missing:  # pragma: no cover - only when a worker was cancelled without a cause

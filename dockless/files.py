@@ -43,6 +43,17 @@ def bad_encoding(data: bytes) -> str | None:
     return None
 
 
+def as_utf8(data: bytes) -> bytes | None:
+    """The text of a BOM/UTF-16 file as UTF-8 without BOM (line ends as they are), or None."""
+    codecs = {"UTF-8 with BOM": "utf-8-sig", "UTF-16LE": "utf-16", "UTF-16BE": "utf-16",
+              "UTF-16LE without BOM": "utf-16-le"}
+    codec = codecs.get(bad_encoding(data) or "")
+    try:
+        return data.decode(codec).encode("utf-8") if codec else None
+    except UnicodeDecodeError:
+        return None
+
+
 def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     """Write via a temp file in the same folder and ``os.replace``: readers see old or new."""
     path.parent.mkdir(parents=True, exist_ok=True)

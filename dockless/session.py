@@ -17,7 +17,7 @@ from invoke import Context, Exit
 
 from dockless import powershell
 from dockless.actions import Action, Install, StepFailed, Warn, WriteFile
-from dockless.files import atomic_write, bad_encoding, read_bytes, unified_diff
+from dockless.files import as_utf8, atomic_write, bad_encoding, read_bytes, sha256_bytes, unified_diff
 from dockless.layout import Layout, layout_for, local_path
 from dockless.manifest import Manifest
 from dockless.model import Component, Step, config_key
@@ -195,6 +195,8 @@ class Session:
         state = self.manifest.file_state(str(path), local)
         diff = unified_diff(current, content, path.name)
         encoding = bad_encoding(current)
+        if state == "edited" and encoding and self._reencoded(str(path), current):
+            state = "ours"  # what dockless wrote, re-saved as UTF-16/with a BOM (Notepad, Set-Content)
         if state == "ours":
             why = f"re-encode {encoding} as UTF-8 without BOM" if encoding else "update"
             return [WriteFile(path, content, mode, why, diff)]
@@ -206,6 +208,15 @@ class Session:
                 f"'bare keys cannot contain …'); re-run with --force to rewrite it (a backup is kept)"
             )
         return [Warn(f"{path} was changed outside dockless; keeping it (run with --force to replace it, a backup is kept):\n{diff}")]
+
+    def _reencoded(self, target: str, current: bytes) -> bool:
+        """True when ``current`` is the text dockless recorded for ``target``, in another
+        encoding (field case C02: such a file is still ours and is rewritten as UTF-8)."""
+        entry = self.manifest.files.get(target)
+        text = as_utf8(current)
+        if entry is None or text is None:
+            return False
+        return entry["sha256"] in (sha256_bytes(text), sha256_bytes(text.replace(b"\r\n", b"\n")))
 
     def installed(self, component: str, version: str, paths: list[PurePath]) -> bool:
         """True when the manifest says ``version`` is installed and every file is unchanged."""

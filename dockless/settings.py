@@ -115,6 +115,10 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
             raise SettingsError(
                 f"{cfg_path.name}: unknown setting {key!r}; top-level keys are {', '.join(sorted(TOP_LEVEL_KEYS))}"
             )
+        if key in TOP_LEVEL_KEYS - {"versions", "host"} and isinstance(value, dict):
+            # e.g. `[cni] bin_dir = ...` (field case C06) used to become the cni provider's name
+            hint = "; the CNI directories are [paths] cni_bin_dir / cni_conf_dir" if key == "cni" else ""
+            raise SettingsError(f"{cfg_path.name}: [{key}] is not a table: {key} = \"...\" is one value{hint}")
     host_facts = dict(data.get("host", {}))
     for key in host_facts:
         if key not in HOST_KEYS:

@@ -10,7 +10,7 @@ from typing import Any
 from invoke import Context
 
 from dockless import hookimpl
-from dockless.actions import Action, Call, Install, PowerShell, StepFailed
+from dockless.actions import Action, Call, Install, PowerShell, StepFailed, WriteFile
 from dockless.model import Component, Setting, Step
 from dockless.namespace import run_step
 from dockless.powershell import quote
@@ -119,8 +119,45 @@ def render_config(session: Session) -> bytes:
     )
 
 
+def declared_schema(content: bytes) -> int | None:
+    """The ``version =`` a config.toml declares (containerd reads a missing one as 1); None
+    when the file is not TOML."""
+    import tomllib
+
+    try:
+        declared = tomllib.loads(content.decode("utf-8")).get("version", 1)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return declared if isinstance(declared, int) else None
+
+
+def check_kept_config(session: Session, path: PurePath) -> None:
+    """A config.toml dockless keeps (the user's, drift without --force) must still declare the
+    schema of the pinned containerd (field case C03): refuse it here, before the service starts,
+    not with containerd's own error (or a silent migration that drops keys) afterwards."""
+    from dockless.files import read_bytes
+
+    current = read_bytes(session.local(path))
+    if current is None:
+        return
+    v = version(session)
+    wanted = schema_for(v)
+    declared = declared_schema(current)
+    if declared is None:
+        raise StepFailed(f"{path} is not valid TOML and containerd {v} cannot load it; fix it, "
+                         f"or re-run with --force to replace it (a backup is kept)")
+    if declared != wanted:
+        raise StepFailed(f"{path} declares version = {declared} but containerd {v} needs config schema {wanted} "
+                         f"(1.x: 2, 2.0-2.2: 3, 2.3+: 4); update the file, or re-run with --force to replace it "
+                         f"(a backup is kept)")
+
+
 def plan_config(session: Session) -> list[Action]:
-    return session.desired_file(session.layout.containerd_config, render_config(session))
+    path = session.layout.containerd_config
+    actions = session.desired_file(path, render_config(session))
+    if session.settings.native and not any(isinstance(a, WriteFile) for a in actions):
+        check_kept_config(session, path)
+    return actions
 
 
 # -- service -------------------------------------------------------------------------------------
