@@ -45,8 +45,10 @@ __all__ = [
     "FetchStats",
     "RetryPolicy",
     "STATS",
+    "Published",
     "fetch",
     "fetch_all",
+    "published_checksum",
 ]
 
 CHUNK = 1 << 20  # 1 MiB: read size from the socket and write size to disk
@@ -85,6 +87,7 @@ class Artifact:
     checksum_urls: tuple[str | None, ...] = ()
     sha256: str | None = None
     allow_unverified: bool = False
+    pin_key: str | None = None  # its key in versions.toml [sha256] when not the asset file name
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "urls", (self.urls,) if isinstance(self.urls, str) else tuple(self.urls))
@@ -654,6 +657,59 @@ def _fetch(
     try:
         fetcher = _Fetcher(artifact, cache, sess, progress, retry or RetryPolicy(), stats or STATS, cancel)
         return fetcher.run()
+    finally:
+        if own:
+            sess.close()
+
+
+@dataclass(frozen=True)
+class Published:
+    """The checksum a release publishes for one asset candidate (:func:`published_checksum`)."""
+
+    url: str  # the asset candidate the checksum file belongs to
+    checksum_url: str
+    text: str  # the checksum file as published (bundles copy it next to the asset)
+    sha256: str
+
+
+def published_checksum(
+    artifact: Artifact,
+    cache: Cache,
+    *,
+    session: requests.Session | None = None,
+    retry: RetryPolicy | None = None,
+    stats: FetchStats | None = None,
+) -> Published | None:
+    """The sha256 the release publishes for *artifact*, ignoring any pin: the first candidate
+    whose checksum file exists, read (and cached) as :func:`fetch` reads it.  None when no
+    candidate has a checksum URL; :class:`DownloadError` when none of them exists."""
+    if not any(artifact.checksum_urls):
+        return None
+    own = session is None
+    sess = session if session is not None else _new_session()
+    try:
+        fetcher = _Fetcher(artifact, cache, sess, None, retry or RetryPolicy(), stats or STATS, None)
+        missing: list[str] = []
+        for i, url in enumerate(artifact.urls):
+            cs_url = artifact.checksum_url(i)
+            if cs_url is None:
+                continue
+            try:
+                _kind(url)
+                _kind(cs_url)
+            except DownloadError as e:
+                raise DownloadError(f"{artifact.label}: {e}") from None
+            text = fetcher._checksum_text(cs_url)
+            if text is None:
+                missing.append(_missing(cs_url))
+                continue
+            try:
+                return Published(url, cs_url, text, parse_checksum(text, url_basename(url), source=cs_url))
+            except ChecksumError as e:
+                cache.drop_checksum_text(cs_url)
+                raise DownloadError(f"{artifact.label}: {e}") from None
+        also = f" (also tried {'; '.join(missing[1:])})" if len(missing) > 1 else ""
+        raise DownloadError(f"{artifact.label}: {missing[0]}{also}; check [versions] {artifact.key} in versions.toml")
     finally:
         if own:
             sess.close()

@@ -58,13 +58,14 @@ def run_step(c: Context, step_id: str) -> None:
 
 def build_namespace(settings: Settings | None = None, *, entry_points: bool = True, extra: tuple[object, ...] = ()) -> Collection:
     """The whole task tree for ``settings.target`` (what ``invoke --list`` shows)."""
-    from dockless import core_tasks
+    from dockless import core_tasks, version_tasks
 
     settings, registry, _pm = load(settings, entry_points=entry_points, extra=extra)
     components = registry.select(settings.target, {"cni": settings.cni})
     ns = Collection()
-    for task in core_tasks.TASKS:
+    for task in core_tasks.TASKS + version_tasks.TASKS:
         ns.add_task(task)
+    ns.add_collection(version_tasks.versions_collection())
     last_task: dict[str, Task] = {}
     role_of: dict[str, str] = {c.role: c.name for c in components if c.role}
     collections: dict[str, Collection] = {}

@@ -23,6 +23,7 @@ from dockless.manifest import Manifest
 from dockless.model import Component, Step, config_key
 from dockless.registry import PluginError, Registry
 from dockless.settings import Settings, SettingsError
+from dockless.versions import VersionError
 
 def _console() -> Any:
     from rich.console import Console  # imported on use: keeps `invoke --list` fast
@@ -173,6 +174,7 @@ class Session:
             checksum_urls=tuple(self.url(u) if u else None for u in checksum_urls),
             sha256=pinned,
             allow_unverified=name in self.settings.section("unverified").get("allow", []),
+            pin_key=sha_key,
         )
 
     @property
@@ -286,7 +288,10 @@ class Session:
 
     def plan_step(self, step_id: str) -> list[Action]:
         comp, step = self.lookup(step_id)
-        actions = list(step.plan(self))
+        try:
+            actions = list(step.plan(self))
+        except VersionError as exc:  # a missing or unusable pin: one line naming the key
+            raise StepFailed(str(exc)) from None
         if any(not isinstance(a, Warn) for a in actions):
             self.changed.add(step_id)
         return actions

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dockless.versions import Pins, VersionError, load_pins
+from dockless.versions import KNOWN_PINS, Pins, VersionError, load_pins
 
 TARGETS = ("windows", "linux")
 SERVICES = ("windows-service", "systemd", "process")
@@ -52,6 +52,7 @@ class Settings:
     config_file: Path | None = None
     force: bool = False
     fs_root: Path | None = None  # maps Windows paths onto a local folder (tests, dry demos)
+    fresh: bool = False  # plan as for a new host: nothing probed or read (bundle, versions.lock)
 
     def section(self, name: str) -> dict[str, Any]:
         return self.sections.get(name, {})
@@ -68,7 +69,7 @@ class Settings:
     @property
     def native(self) -> bool:
         """True when the target's files and commands are this machine's own."""
-        return self.target == self.host or self.fs_root is not None
+        return not self.fresh and (self.target == self.host or self.fs_root is not None)
 
 
 def _services_for(target: str) -> tuple[str, ...]:
@@ -124,9 +125,9 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
         if key not in HOST_KEYS:
             raise SettingsError(f"{cfg_path.name}: [host] {key!r} is unknown; known: {', '.join(sorted(HOST_KEYS))}")
     try:
-        pins = load_pins(versions_file())
+        pins = load_pins(versions_file(), KNOWN_PINS)
         if "versions" in data:
-            pins = pins.merged(dict(data["versions"]), f"{cfg_path.name} [versions]")
+            pins = pins.merged(dict(data["versions"]), f"{cfg_path.name} [versions]", KNOWN_PINS)
     except VersionError as exc:
         raise SettingsError(str(exc)) from None
 

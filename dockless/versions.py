@@ -1,6 +1,7 @@
 """Version pins: parsing, validation and the asset names that depend on them (field case C01)."""
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -9,6 +10,9 @@ from pathlib import Path
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+KNOWN_PINS = frozenset({"containerd", "runc", "cni-plugins", "windows-cni", "crictl", "hns-module-commit"})
+"""The pin keys the built-in components read (an unknown key in versions.toml is a typo)."""
 
 
 class VersionError(ValueError):
@@ -72,14 +76,23 @@ class Pins:
             raise VersionError(f"{self.source}: no pin for {key!r}: add {key} = \"<40-hex commit>\"")
         return self.versions[key]
 
-    def merged(self, overrides: dict[str, object], source: str) -> Pins:
+    def merged(self, overrides: dict[str, object], source: str, known: set[str] | frozenset[str] | None = None) -> Pins:
         pins = Pins(dict(self.versions), dict(self.sha256), self.source)
         for key, value in overrides.items():
             if key == "sha256" and isinstance(value, dict):
                 pins.sha256.update(_checked_sha256(value, source))
             else:
+                _check_known(key, known, source)
                 pins.versions[key] = parse_pin(key, value, source)
         return pins
+
+
+def _check_known(key: str, known: set[str] | frozenset[str] | None, source: str) -> None:
+    if known is None or key in known:
+        return
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise VersionError(f"{source}: unknown component {key!r}; {hint}known: {', '.join(sorted(known))}")
 
 
 def _checked_sha256(table: dict[str, object], source: str) -> dict[str, str]:
@@ -91,7 +104,7 @@ def _checked_sha256(table: dict[str, object], source: str) -> dict[str, str]:
     return out
 
 
-def load_pins(path: Path, known: set[str] | None = None) -> Pins:
+def load_pins(path: Path, known: set[str] | frozenset[str] | None = None) -> Pins:
     """Read and validate ``versions.toml``: top-level ``key = "version"`` and a ``[sha256]`` table
     keyed by asset file name. ``known`` limits the keys (an unknown key is a typo)."""
     try:
@@ -107,9 +120,6 @@ def load_pins(path: Path, known: set[str] | None = None) -> Pins:
                 raise VersionError(f"{path.name}: sha256 must be a table of asset = \"hex\"")
             pins.sha256.update(_checked_sha256(value, path.name))
             continue
-        if known is not None and key not in known:
-            raise VersionError(
-                f"{path.name}: unknown component {key!r}; known: {', '.join(sorted(known))}"
-            )
+        _check_known(key, known, path.name)
         pins.versions[key] = parse_pin(key, value, path.name)
     return pins

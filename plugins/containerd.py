@@ -245,13 +245,13 @@ def stop_process(session: Session, pid: int | None = None, timeout: float = 15.0
 
 
 def plan_service_process(session: Session) -> list[Action]:
-    pid = running_pid(session)
+    pid = running_pid(session) if session.settings.native else None  # fresh host: nothing runs yet
     if pid and socket_answers(session.layout.address) and not needs_restart(session):
         return []
     actions: list[Action] = []
     if pid:
         actions.append(Call(f"stop containerd (pid {pid}) to load the new binary/config", lambda s: stop_process(s, pid)))
-    elif socket_answers(session.layout.address):
+    elif session.settings.native and socket_answers(session.layout.address):
         raise StepFailed(f"another containerd already answers on {session.layout.address}; stop it or choose another DOCKLESS_ROOT")
     actions.append(Call(f"start containerd as a background process and wait for {session.layout.address}",
                         start_process, shown=[daemon_line(session)]))

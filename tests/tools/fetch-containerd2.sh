@@ -4,12 +4,16 @@
 # lists and cache), `apt-get download` and `dpkg -x` into a cache directory, then prints the path
 # of the containerd binary. Idempotent: when the cache already holds the binary it only prints it.
 #
-#   tests/tools/fetch-containerd2.sh [CACHE_DIR]     (default /var/cache/dockless-test/containerd2)
+#   tests/tools/fetch-containerd2.sh [CACHE_DIR]     (default /var/cache/dockless-test/containerd2,
+#                                                    or ~/.cache/dockless-test/containerd2 when not writable)
 #
 # The tests find the binary in that cache dir, or through DOCKLESS_CONTAINERD2=<path>.
 set -eu
 
 CACHE=${1:-${DOCKLESS_CONTAINERD2_CACHE:-/var/cache/dockless-test/containerd2}}
+if [ -z "${1:-}" ] && ! mkdir -p "$(dirname "$CACHE")" 2>/dev/null; then
+    CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/dockless-test/containerd2"  # not root: a user cache
+fi
 BIN="$CACHE/usr/bin/containerd"
 
 if [ -x "$BIN" ] && "$BIN" --version >/dev/null 2>&1; then
