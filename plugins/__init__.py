@@ -13,6 +13,7 @@ from plugins import (
     defender,
     hns,
     images,
+    pods,
     preflight,
     runc,
 )
@@ -27,4 +28,5 @@ BUILTINS = [
     ("cni-bridge", cni_bridge),
     ("crictl", crictl),
     ("images", images),
+    ("pods", pods),
 ]

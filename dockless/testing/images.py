@@ -21,8 +21,11 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> Non
     tar.addfile(info, io.BytesIO(data))
 
 
-def busybox_oci(out: Path, ref: str = "docker.io/library/busybox:dockless", busybox: Path = BUSYBOX) -> Path:
-    """Write an OCI image-layout tar with one layer: busybox and a few applet links."""
+def busybox_oci(out: Path, ref: str = "docker.io/library/busybox:dockless", busybox: Path = BUSYBOX,
+                cmd: list[str] | None = None) -> Path:
+    """Write an OCI image-layout tar with one layer: busybox and a few applet links. ``cmd`` is
+    the image's default command (``/bin/sh``; e.g. ``["/bin/sleep", "86400"]`` for a pod sandbox
+    (pause) image that must keep running)."""
     layer_buf = io.BytesIO()
     with tarfile.open(fileobj=layer_buf, mode="w") as tar:
         for d in ("bin", "tmp", "proc", "dev", "sys", "etc"):
@@ -37,7 +40,7 @@ def busybox_oci(out: Path, ref: str = "docker.io/library/busybox:dockless", busy
     layer = layer_buf.getvalue()
     config = json.dumps({
         "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
+        "config": {"Cmd": list(cmd or ["/bin/sh"]), "Env": ["PATH=/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [_digest(layer)]},
     }).encode()
     manifest = json.dumps({
