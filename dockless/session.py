@@ -126,8 +126,8 @@ class Session:
         probes.update({sid: s.probe for sid, (_c, s) in self.steps.items() if s.probe})
         result = self.c.run(powershell.command(powershell.probe_script(probes)), hide=True, warn=True)
         if result is None or not result.ok:
-            err = (getattr(result, "stderr", "") or "").strip().splitlines()
-            raise Exit(f"probing the Windows host failed: {err[-1] if err else 'no output'}; run from an elevated PowerShell", 1)
+            err = powershell.error_message(getattr(result, "stderr", ""), getattr(result, "stdout", ""))
+            raise Exit(f"probing the Windows host failed: {err}; run from an elevated PowerShell", 1)
         try:
             return powershell.parse_probe_output(result.stdout)
         except ValueError as exc:
@@ -271,8 +271,12 @@ class Session:
             return None
         result = self.c.run(line, hide=True, warn=True, env=env or {})
         if result is not None and not result.ok:
-            lines = (result.stderr or result.stdout or "").strip().splitlines()
-            raise StepFailed(f"{why} failed (exit {result.exited}): {lines[-1] if lines else 'no output'}")
+            if powershell.decode(line) is not None:  # the error record's message, not its last line
+                detail = powershell.error_message(result.stderr, result.stdout)
+            else:
+                lines = (result.stderr or result.stdout or "").strip().splitlines()
+                detail = lines[-1] if lines else "no output"
+            raise StepFailed(f"{why} failed (exit {result.exited}): {detail}")
         return result
 
     def warn(self, message: str) -> None:

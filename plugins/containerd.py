@@ -9,7 +9,7 @@ from typing import Any
 
 from invoke import Context
 
-from dockless import hookimpl
+from dockless import hookimpl, powershell
 from dockless.actions import Action, Call, Install, PowerShell, StepFailed, WriteFile
 from dockless.model import Component, Setting, Step
 from dockless.namespace import run_step
@@ -303,6 +303,55 @@ def service_args(session: Session) -> list[str]:
             "--log-level", session.config("containerd")["log_level"]]
 
 
+def split_command_line(line: str) -> list[str]:
+    """A Windows command line as the C runtime splits it (``CommandLineToArgvW`` rules): what
+    ``Win32_Service.PathName`` holds after ``containerd --register-service``."""
+    args: list[str] = []
+    cur: list[str] = []
+    in_arg = quoted = False
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if c in " \t" and not quoted:
+            if in_arg:
+                args.append("".join(cur))
+                cur, in_arg = [], False
+            i += 1
+            continue
+        in_arg = True
+        if c == "\\":
+            n = len(line[i:]) - len(line[i:].lstrip("\\"))
+            if i + n < len(line) and line[i + n] == '"':
+                cur.append("\\" * (n // 2))
+                if n % 2:
+                    cur.append('"')
+                    i += n + 1
+                else:
+                    i += n
+            else:
+                cur.append("\\" * n)
+                i += n
+            continue
+        if c == '"':
+            quoted = not quoted
+        else:
+            cur.append(c)
+        i += 1
+    if in_arg:
+        args.append("".join(cur))
+    return args
+
+
+def service_command_matches(path_name: str, exe: str, args: list[str]) -> bool:
+    """True when the registered service runs exactly ``exe --run-service ARGS`` (the binary
+    path and every flag; paths compared case-insensitively, as Windows does)."""
+    argv = split_command_line(path_name)
+    if not argv or argv[0].casefold() != exe.casefold():
+        return False
+    rest = [a for a in argv[1:] if a != "--run-service"]
+    return [a.casefold() for a in rest] == [a.casefold() for a in args]
+
+
 def wait_pipe_script(session: Session, seconds: int = 60) -> str:
     pipe = quote(session.layout.address)
     return (f"$deadline = (Get-Date).AddSeconds({seconds})\n"
@@ -318,13 +367,14 @@ def plan_service_windows(session: Session) -> list[Action]:
     svc = probe.get("service")
     exe = str(session.layout.exe("containerd"))
     args = service_args(session)
-    wanted = all(a.lower() in (svc or {}).get("path", "").lower() for a in [exe] + args)
-    procs = probe.get("processes") or []
-    if isinstance(procs, dict):
-        procs = [procs]
-    if svc is None and (procs or probe.get("pipe")):
+    wanted = svc is not None and service_command_matches(str(svc.get("path") or ""), exe, args)
+    procs = [p for p in powershell.as_list(probe.get("processes")) if isinstance(p, dict)]
+    stray = svc is None or svc.get("state") == "Stopped"  # then the pipe's owner is not the service
+    if stray and (procs or probe.get("pipe")):
         where = ", ".join(f"pid {p.get('Id')} {p.get('Path')}" for p in procs) or "unknown process"
-        raise StepFailed(f"a containerd that is not a service already owns the pipe ({where}); stop it before `invoke setup`")
+        what = "no containerd service is registered" if svc is None else f"the containerd service is {svc.get('state')}"
+        raise StepFailed(f"a containerd that is not the service already runs or owns {session.layout.address} "
+                         f"({where}; {what}); stop it before `invoke setup`")
     register = (f"& {quote(exe)} --register-service " + " ".join(quote(a) for a in args) + "\n"
                 "if ($LASTEXITCODE -ne 0) { throw \"containerd --register-service failed with exit code $LASTEXITCODE\" }\n")
     actions: list[Action] = []

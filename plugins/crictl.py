@@ -1,6 +1,7 @@
 """crictl: the CRI client, and a crictl.yaml where crictl really reads it."""
 from __future__ import annotations
 
+from pathlib import PurePath, PureWindowsPath
 from typing import Any
 
 from invoke import Context
@@ -35,8 +36,20 @@ def render_config(session: Session) -> bytes:
                   endpoint=session.layout.crictl_endpoint, timeout=timeout(session))
 
 
+def config_path(session: Session) -> PurePath:
+    """Where crictl reads its config: on Windows ``%USERPROFILE%\\.crictl\\crictl.yaml`` of the
+    user running dockless (probed; the layout's default is only for plans made elsewhere)."""
+    if session.settings.target == "windows" and not session.settings.root \
+            and "user_profile" not in session.settings.assumed_host:
+        host: Any = session.probe("host")
+        profile = host.get("user_profile") if isinstance(host, dict) and "error" not in host else None
+        if profile:
+            return PureWindowsPath(str(profile)) / ".crictl" / "crictl.yaml"
+    return session.layout.crictl_config
+
+
 def plan_config(session: Session) -> list[Action]:
-    return session.desired_file(session.layout.crictl_config, render_config(session))
+    return session.desired_file(config_path(session), render_config(session))
 
 
 def install(c: Context) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from invoke import Context
 
-from dockless import hookimpl
+from dockless import hookimpl, powershell
 from dockless.actions import Action, PowerShell, Warn
 from dockless.model import Component, Setting, Step
 from dockless.namespace import run_step
@@ -25,6 +25,10 @@ if (-not (Get-Command Get-MpPreference -ErrorAction SilentlyContinue)) {
 }
 """
 
+#: What Get-MpPreference shows instead of the exclusion lists when they are hidden (policy
+#: HideExclusionsFromLocalAdmins; older builds spell it "Must be and administrator").
+HIDDEN = "N/A: Must be a"
+
 
 def target(session: Session) -> str:
     return str(session.layout.exe("containerd"))
@@ -35,15 +39,22 @@ def plan_exclude(session: Session) -> list[Action]:
         return []
     exe = target(session)
     probe: Any = session.probe("defender.exclude")
+    notes: list[Action] = []
     if isinstance(probe, dict):
         if "error" in probe:
             return [Warn(f"Windows Defender preferences cannot be read ({probe['error']}); no exclusion added for {exe}")]
         if not probe.get("available"):
             return [Warn(f"Windows Defender is not available on this host; no exclusion needed for {exe}")]
-        if any(str(e).lower() == exe.lower() for e in probe.get("exclusions") or []):
+        exclusions = [str(e) for e in powershell.as_list(probe.get("exclusions"))]
+        if any(e.lower() == exe.lower() for e in exclusions):
             return []
+        if any(e.startswith(HIDDEN) for e in exclusions):
+            # a policy (HideExclusionsFromLocalAdmins) hides the list: trust what dockless added
+            if session.manifest.has_record("exclusion", exe):
+                return []
+            notes.append(Warn(f"Windows Defender hides its exclusion list on this host (policy); adding {exe} unchecked"))
     script = f"Add-MpPreference -ExclusionProcess {quote(exe)}\n"
-    return [PowerShell(script, f"add a Defender process exclusion for {exe}", record=("exclusion", exe))]
+    return notes + [PowerShell(script, f"add a Defender process exclusion for {exe}", record=("exclusion", exe))]
 
 
 def undo_exclude(session: Session) -> list[Action]:

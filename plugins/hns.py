@@ -7,6 +7,7 @@ then go into the CNI conf); a missing one is created (again after a reboot, fiel
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,29 @@ def plan_module(session: Session) -> list[Action]:
     return [Install(art, dest.parent, rename=dest.name)]
 
 
+def recorded_network(session: Session, name: str) -> tuple[str, str] | None:
+    """Subnet and gateway of network ``name`` as a CNI conf dockless wrote records them, when the
+    user set neither in dockless.toml: a network that is gone (NAT networks do not survive every
+    reboot, field case C09) is re-created exactly as the conf names it, as the nat plugin itself
+    would at the next pod start, instead of moving the pods to the default range."""
+    given = session.settings.section("hns")
+    if "subnet" in given or "gateway" in given or not session.settings.native:
+        return None
+    conf_dir = session.layout.cni_conf_dir
+    for path in sorted(session.manifest.files):
+        target = conf_dir.__class__(path)
+        if target.parent != conf_dir or session.manifest.file_state(path, session.local(target)) != "ours":
+            continue
+        try:
+            conf = json.loads(session.local(target).read_text(encoding="utf-8"))
+            routes = conf["ipam"].get("routes") or [{}]
+            if conf.get("type") == "nat" and conf.get("name") == name and conf["ipam"]["subnet"] and routes[0]["gw"]:
+                return str(conf["ipam"]["subnet"]), str(routes[0]["gw"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+            continue
+    return None
+
+
 def effective_network(session: Session) -> NatNetwork:
     """Validate the settings (C08) and reconcile them with an existing network."""
     cfg = session.config("hns")
@@ -69,7 +93,8 @@ def effective_network(session: Session) -> NatNetwork:
         if existing is not None:
             net, gw = existing.validate(host_prefixes=prefixes)
             return NatNetwork(cfg["name"], str(net), str(gw), True)
-        net, gw = validate_nat(cfg["subnet"], cfg["gateway"], host_prefixes=prefixes)
+        subnet, gateway = recorded_network(session, cfg["name"]) or (cfg["subnet"], cfg["gateway"])
+        net, gw = validate_nat(subnet, gateway, host_prefixes=prefixes)
     except NetworkError as exc:
         raise StepFailed(str(exc)) from None
     return NatNetwork(cfg["name"], str(net), str(gw), False)

@@ -17,18 +17,22 @@ HOST_PROBE = r"""
 $os = Get-CimInstance Win32_OperatingSystem
 $cv = Get-ItemProperty 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion'
 $principal = New-Object Security.Principal.WindowsPrincipal([Security.Principal.WindowsIdentity]::GetCurrent())
+$elevated = $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
 $pending = (Test-Path 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending') -or (Test-Path 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired')
 $features = [ordered]@{}
-foreach ($name in @('Containers', 'Microsoft-Hyper-V')) {
-    $f = Get-WindowsOptionalFeature -Online -FeatureName $name -ErrorAction SilentlyContinue
-    if ($null -eq $f) { $features[$name] = 'Absent' } else { $features[$name] = $f.State.ToString() }
+if ($elevated) {
+    # DISM cmdlets throw "The requested operation requires elevation" (not silenced by -ErrorAction)
+    foreach ($name in @('Containers', 'Microsoft-Hyper-V')) {
+        $f = Get-WindowsOptionalFeature -Online -FeatureName $name -ErrorAction SilentlyContinue
+        if ($null -eq $f) { $features[$name] = 'Absent' } else { $features[$name] = $f.State.ToString() }
+    }
 }
 [ordered]@{
     windows_build = [int]$cv.CurrentBuildNumber
     windows_ubr = [int]$cv.UBR
     edition = $(if ($os.ProductType -eq 1) { 'client' } else { 'server' })
     caption = $os.Caption
-    elevated = $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+    elevated = $elevated
     reboot_pending = $pending
     user_profile = $env:USERPROFILE
     features = $features
@@ -64,9 +68,13 @@ def plan_features(session: Session) -> list[Action]:
         session.assumptions.append("Windows features Containers (and Microsoft-Hyper-V on client) assumed enabled")
         return []
     edition = host["edition"]
-    missing = [f for f in required_features(edition) if host.get("features", {}).get(f) != "Enabled"]
+    states = host.get("features") or {}
+    missing = [f for f in required_features(edition) if states.get(f) != "Enabled"]
     if not missing:
         return []
+    pending = [f for f in missing if states.get(f) == "EnablePending"]
+    if pending and len(pending) == len(missing):
+        raise StepFailed(f"Windows feature(s) {', '.join(pending)} are enabled but wait for a reboot: reboot, then run `invoke setup` again")
     if not session.flags.get("enable_features"):
         raise StepFailed(f"Windows feature(s) {', '.join(missing)} not enabled: run `invoke setup --enable-features`, then reboot and run it again")
     names = ", ".join(f"'{f}'" for f in missing)

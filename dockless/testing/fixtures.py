@@ -85,7 +85,7 @@ class PlanRunner:
         config.write_text(tomlkit.dumps(dict(settings_overrides or {})), encoding="utf-8")
         env = {"DOCKLESS_TARGET": target, "DOCKLESS_CONFIG": str(config), **self.environ}
         if target == host_os() and "root" not in (settings_overrides or {}):
-            env.setdefault("DOCKLESS_ROOT", str(folder / "root"))  # a fresh host, not this machine's files
+            env.setdefault("DOCKLESS_ROOT", str(self.workdir / "root"))  # a fresh host, not this machine's files
         return load_settings(env, cwd=folder)
 
     def problems(self, target: str = "windows", settings_overrides: Mapping[str, Any] | None = None,
