@@ -42,7 +42,7 @@ def plugin_manager(
         for ep in importlib.metadata.entry_points(group=PROJECT):
             if ep.name in disabled:
                 continue
-            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown distribution"
+            dist = f"{ep.dist.name}=={ep.dist.version}" if ep.dist is not None else "unknown-distribution"
             if pm.has_plugin(ep.name):
                 raise PluginError(
                     f"two plugins are named {ep.name!r}: {versions.get(ep.name, 'a built-in or test plugin')} and {dist}; "
@@ -78,7 +78,7 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
 
 
 def plugin_versions(pm: pluggy.PluginManager) -> dict[str, str]:
-    """Plugin name → ``distribution version`` (``builtin`` for ours, ``local`` for ``extra=``)."""
+    """Plugin name → ``distribution==version`` (``builtin`` for ours, ``local`` for ``extra=``)."""
     dists: dict[str, str] = getattr(pm, "dockless_versions", {})
     out: dict[str, str] = {}
     for name, _plugin in pm.list_name_plugin():

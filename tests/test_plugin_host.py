@@ -269,7 +269,7 @@ def test_an_installed_plugin_shows_its_distribution_version(site: Path) -> None:
             registry.add(Component(name="acme", role="cni", platforms=("linux",), steps=()))
     """, entry="acme")
     pm = plugin_manager(entry_points=True, disabled=("calico", "nerdctl"))  # only ours, whatever else is installed
-    assert plugin_versions(pm)["acme"] == "dockless-acme 1.2.3"
+    assert plugin_versions(pm)["acme"] == "dockless-acme==1.2.3"
     assert plugin_versions(pm)["dockless.containerd"] == "builtin"
     reg = collect(pm)
     assert reg.owners["acme"] == "acme" and "acme" not in active(reg, "linux")
