@@ -22,16 +22,10 @@ def setup(c: Context, force: bool = False, timings: bool = False, enable_feature
     session = session_for(c, force=force)
     check_settings(session)
     session.timings = timings
-    session.flags["enable_features"] = enable_features
     if session.settings.target != session.settings.host and session.settings.fs_root is None:
         raise Exit(f"target {session.settings.target} needs a {session.settings.target} host; "
                    f"on this {session.settings.host} machine use `invoke plan --target {session.settings.target}`", 2)
-    try:
-        session.prefetch()
-        for step_id in session.steps:
-            session.run_step(step_id)
-    finally:
-        session.release()
+    session.run_all(enable_features=enable_features)
     summary(session)
 
 
@@ -147,4 +141,66 @@ def settings_lines(registry: Registry) -> list[str]:
     return lines
 
 
-TASKS = [setup, plan, plugins]
+@task(help={"json": "print the report as JSON"})
+def status(c: Context, json: bool = False) -> None:
+    """Installed vs pinned versions, config drift, service and network state; exit 1 when something is wrong."""
+    from dockless import lifecycle
+
+    session = session_for(c)
+    lifecycle.require_host(session, "status")
+    report = lifecycle.status(lifecycle.read_only(session))
+    if json:
+        print(_json.dumps(report, indent=2))
+    else:
+        lifecycle.print_status(report)
+    if not report["ok"]:
+        raise Exit(code=1)
+
+
+@task(help={"fix": "apply the safe fixes (re-run the steps that repair what failed), then check again"})
+def doctor(c: Context, fix: bool = False) -> None:
+    """Check for the common failures, one line each with its fix; exit 1 while any remains."""
+    from dockless import lifecycle
+
+    session = session_for(c)
+    lifecycle.require_host(session, "doctor")
+    found = lifecycle.checks(lifecycle.read_only(session))
+    lifecycle.print_checks(found)
+    if fix and any(ch.ok is False and ch.fixable for ch in found):
+        print("fixing:")
+        for line in lifecycle.apply_fixes(session, found):
+            print(f"  fix failed: {line}")
+        print("after the fixes:")
+        found = lifecycle.checks(lifecycle.read_only(session))
+        lifecycle.print_checks(found)
+    if any(ch.ok is False for ch in found):
+        raise Exit(code=1)
+
+
+@task(help={
+    "purge": "also delete containerd's data (images, containers, snapshots: its root and state dirs) and its log",
+    "yes": "do not ask before --purge deletes data",
+    "force": "delete files changed since dockless wrote them instead of keeping them as .bak",
+})
+def teardown(c: Context, purge: bool = False, yes: bool = False, force: bool = False) -> None:
+    """Undo what the manifest records, in reverse order: stop containerd, undo steps, remove dockless's files."""
+    from dockless import lifecycle
+
+    session = session_for(c)
+    lifecycle.require_host(session, "teardown")
+    if not session.manifest.path.exists():
+        print(f"nothing to tear down: no manifest at {session.manifest.path}")
+        return
+    if purge and not yes:
+        dirs = " and ".join(str(d) for d in lifecycle.data_dirs(session))
+        if not sys.stdin.isatty():
+            raise Exit(f"teardown --purge deletes containerd's images and containers in {dirs}: add --yes to confirm", 1)
+        if input(f"delete containerd's data in {dirs}? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise Exit("teardown cancelled; nothing was changed", 1)
+    report = lifecycle.teardown(session, purge=purge, force=force)
+    lifecycle.print_teardown(report, session)
+    if report.failed:
+        raise Exit(code=1)
+
+
+TASKS = [setup, plan, plugins, status, doctor, teardown]

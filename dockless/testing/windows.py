@@ -796,15 +796,25 @@ def windows_session(host: FakeWindowsHost, settings: Settings, registry: Registr
 
 
 def run_setup(session: Session, *, enable_features: bool = False) -> list[StepResult]:
-    """What ``invoke setup`` does: prefetch, then every step of the graph in order."""
-    session.flags["enable_features"] = enable_features
-    try:
-        session.prefetch()
-        for step_id in session.steps:
-            session.run_step(step_id)
-    finally:
-        session.release()
-    return session.results
+    """What ``invoke setup`` does (:meth:`Session.run_all`)."""
+    return session.run_all(enable_features=enable_features)
+
+
+def count_noop_powershell(work: Path) -> int:
+    """PowerShell processes a no-op Windows ``setup`` starts (a full setup first, on a fresh
+    fake host in ``work``): what ``bench/run`` reports."""
+    from dockless.download import Cache
+    from dockless.testing.mirror import windows_mirror
+
+    settings = windows_settings(work)
+    versions = dict(settings.pins.versions)
+    pins = windows_mirror(work / "mirror", versions)
+    settings = windows_settings(work, mirror=work / "mirror", pins=pins)
+    host = FakeWindowsHost(HostState())
+    run_setup(windows_session(host, settings, cache=work / "cache"))
+    second = FakeWindowsHost(host.state)
+    run_setup(windows_session(second, settings, cache=work / "cache"))
+    return second.powershell_count
 
 
 def step_ids(results: Iterable[StepResult], status: str) -> list[str]:
