@@ -34,7 +34,7 @@ import platformdirs
 import requests
 import urllib3
 
-from dockless import __version__
+from dockless import __version__, killpoint
 from dockless.checksums import ChecksumError, is_sha256, parse_checksum
 
 __all__ = [
@@ -486,6 +486,7 @@ class _Fetcher:
                 fout.write(chunk)
                 h.update(chunk)
                 done += len(chunk)
+                killpoint.progressed("download", len(chunk))  # test hook; a no-op otherwise
                 if self.progress:
                     self.progress(self.a.key, done, total)
         self.stats.add(bytes_copied=done)
@@ -564,6 +565,7 @@ class _Fetcher:
                     f.write(chunk)
                     h.update(chunk)
                     received += len(chunk)
+                    killpoint.progressed("download", len(chunk))  # test hook; a no-op otherwise
                     self.stats.add(bytes_downloaded=len(chunk))
                     if self.progress:
                         self.progress(self.a.key, offset + received, total)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -69,6 +70,19 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    remove_stale_temps(path)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete the temp files (``.<name>.XXXXXXXX.tmp``) that an interrupted atomic write of
+    ``path`` left behind (a killed run); called after each successful write of ``path``."""
+    stale = re.compile(r"\." + re.escape(path.name) + r"\.[a-z0-9_]{8}\.tmp")
+    try:
+        names = [e.name for e in os.scandir(path.parent) if stale.fullmatch(e.name)]
+    except OSError:
+        return
+    for name in names:
+        (path.parent / name).unlink(missing_ok=True)
 
 
 def unified_diff(old: bytes, new: bytes, name: str) -> str:

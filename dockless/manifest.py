@@ -23,6 +23,7 @@ class Manifest:
     components: dict[str, dict[str, Any]] = field(default_factory=dict)
     records: list[dict[str, str]] = field(default_factory=list)
     dry: bool = False
+    dirs: list[str] = field(default_factory=list)  # folders dockless created (teardown removes them when empty)
 
     @classmethod
     def load(cls, path: Path, dry: bool = False) -> Manifest:
@@ -34,12 +35,14 @@ class Manifest:
             # a torn or hand-edited manifest: keep it for the user, start a new one
             os.replace(path, path.with_suffix(".json.corrupt"))
             return cls(path, dry=dry)
-        return cls(path, data.get("files", {}), data.get("components", {}), data.get("records", []), dry)
+        return cls(path, data.get("files", {}), data.get("components", {}), data.get("records", []), dry,
+                   data.get("dirs", []))
 
     def save(self) -> None:
         if self.dry:
             return
-        data = {"format": FORMAT, "files": self.files, "components": self.components, "records": self.records}
+        data = {"format": FORMAT, "files": self.files, "components": self.components, "records": self.records,
+                "dirs": self.dirs}
         atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True).encode() + b"\n")
 
     # -- files -------------------------------------------------------------------------------
@@ -85,6 +88,12 @@ class Manifest:
     def remove_record(self, kind: str, value: str) -> None:
         self.records = [r for r in self.records if not (r["kind"] == kind and r["value"] == value)]
         self.save()
+
+    def add_dirs(self, dirs: list[str]) -> None:
+        new = [d for d in dirs if d not in self.dirs]
+        if new:
+            self.dirs = sorted(set(self.dirs) | set(new))
+            self.save()
 
     def has_record(self, kind: str, value: str) -> bool:
         return any(r["kind"] == kind and r["value"] == value for r in self.records)

@@ -15,7 +15,7 @@ from typing import Any
 
 from invoke import Context, Exit
 
-from dockless import powershell
+from dockless import killpoint, powershell
 from dockless.actions import Action, Install, StepFailed, Warn, WriteFile
 from dockless.files import as_utf8, atomic_write, bad_encoding, read_bytes, sha256_bytes, unified_diff
 from dockless.layout import Layout, layout_for, local_path
@@ -237,8 +237,21 @@ class Session:
             backup = local.with_name(f"{local.name}.{datetime.now():%Y%m%d-%H%M%S}.bak")
             shutil.copy2(local, backup)
             self.console.print(f"  backup of {action.path} kept at {backup}")
+        self.record_new_dirs(action.path.parent)
         atomic_write(local, action.content, action.mode)
         self.manifest.record_file(str(action.path), local, component, "rendered")
+
+    def record_new_dirs(self, path: PurePath) -> None:
+        """Note in the manifest the folders of ``path`` (a target folder) that do not exist yet:
+        dockless is about to create them, and teardown removes them again when empty."""
+        if self.dry:
+            return
+        missing = []
+        while path != path.parent and not self.local(path).exists():
+            missing.append(str(path))
+            path = path.parent
+        if missing:
+            self.manifest.add_dirs(missing)
 
     def remove_file(self, path: PurePath) -> None:
         if self.dry:
@@ -254,6 +267,8 @@ class Session:
             return
         blob = fetch(action.artifact, self.cache)
         dest = self.local(action.dest)
+        for member in (action.rename,) if action.rename else (action.members or ("",)):
+            self.record_new_dirs(action.dest if action.flatten or not member else (action.dest / member).parent)
         if action.rename:
             written = [dest / action.rename]
             raw_install(blob, written[0])
@@ -319,6 +334,7 @@ class Session:
     def run_step(self, step_id: str) -> StepResult:
         self._acquire_lock()
         comp, _step = self.lookup(step_id)
+        killpoint.at(f"{step_id}:before")  # test hook (convergence tests); a no-op otherwise
         start = time.perf_counter()
         try:
             actions = self.plan_step(step_id)
@@ -333,7 +349,9 @@ class Session:
             self._finish(step_id, "failed", start, str(exc))
             raise Exit(f"{step_id}: {exc}", 1) from None
         status = "changed" if step_id in self.changed else ("warning" if actions else "ok")
-        return self._finish(step_id, status, start)
+        result = self._finish(step_id, status, start)
+        killpoint.at(f"{step_id}:after")
+        return result
 
     def _finish(self, step_id: str, status: str, start: float, detail: str = "") -> StepResult:
         result = StepResult(step_id, status, time.perf_counter() - start, detail)
@@ -350,6 +368,7 @@ class Session:
         from filelock import FileLock, Timeout
 
         lock_path = self.local(self.layout.dockless_dir / "dockless.lock")
+        self.record_new_dirs(self.layout.dockless_dir)
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(lock_path))
         try:

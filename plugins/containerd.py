@@ -10,6 +10,7 @@ from typing import Any
 from invoke import Context
 
 from dockless import hookimpl, powershell
+from dockless import killpoint
 from dockless.actions import Action, Call, Install, PowerShell, StepFailed, WriteFile
 from dockless.model import Component, Setting, Step
 from dockless.namespace import run_step
@@ -53,7 +54,29 @@ def plan_install(session: Session) -> list[Action]:
     if session.installed("containerd", str(version(session)), installed_files(session)):
         return []
     members = tuple(f"bin/{name}" for name in BINARIES[session.settings.target])
-    return [Install(artifact(session), session.layout.install_dir, members)]
+    return stop_for_upgrade(session) + [Install(artifact(session), session.layout.install_dir, members)]
+
+
+def stop_for_upgrade(session: Session) -> list[Action]:
+    """Stop the containerd dockless runs before its binaries are swapped (an upgrade or a
+    re-pin back); ``containerd.service`` starts it again with the new binary and config."""
+    if not session.settings.native:
+        return []
+    if session.settings.target == "windows":
+        probe: Any = session.probe("containerd.service") or {}
+        if (probe.get("service") or {}).get("state") == "Running":
+            return [PowerShell("Stop-Service containerd\n", "stop the containerd service before swapping its binaries")]
+        return []
+    if session.settings.service == "systemd":
+        if socket_answers(session.layout.address) and str(unit_path(session)) in session.manifest.files:
+            from dockless.actions import Run
+
+            return [Run(["systemctl", "stop", SERVICE_NAME], "stop containerd before swapping its binaries")]
+        return []
+    pid = running_pid(session)
+    if pid is None:
+        return []
+    return [Call(f"stop containerd (pid {pid}) before swapping its binaries", lambda s: stop_process(s, pid))]
 
 
 # -- config ------------------------------------------------------------------------------------
@@ -191,7 +214,50 @@ def running_pid(session: Session) -> int | None:
 
 
 def needs_restart(session: Session) -> bool:
-    return bool({"containerd.install", "containerd.config"} & session.changed)
+    if {"containerd.install", "containerd.config"} & session.changed:
+        return True
+    # a run killed between writing the config/binary and restarting: the daemon runs old files
+    started = session.manifest.components.get("containerd", {}).get("started_with")
+    return bool(started) and started != fingerprint(session)
+
+
+def fingerprint(session: Session) -> str | None:
+    """sha256 over what a (re)start loads: the containerd binary, config.toml and the command
+    line (log level); recorded when dockless starts containerd so that a later run sees a daemon
+    still running older files or flags."""
+    from dockless.files import sha256_bytes, sha256_file
+
+    parts = [daemon_line(session)]
+    for target in (session.layout.exe("containerd"), session.layout.containerd_config):
+        local = session.local(target)
+        if not local.exists():
+            return None
+        entry = session.manifest.files.get(str(target))
+        ours = entry is not None and session.manifest.file_state(str(target), local) == "ours"
+        parts.append(entry["sha256"] if ours else sha256_file(local))
+    return sha256_bytes(" ".join(parts).encode())
+
+
+def remember_start(session: Session) -> None:
+    session.manifest.set_component("containerd", started_with=fingerprint(session))
+
+
+def our_processes(session: Session) -> list[int]:
+    """containerd processes started from dockless's binary with dockless's config: a run
+    killed before it wrote the pid file leaves one behind."""
+    exe = str(session.local(session.layout.exe("containerd"))).encode()
+    config = str(session.layout.containerd_config).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0] == exe and config in argv:
+            found.append(int(entry.name))
+    return found
 
 
 def daemon_line(session: Session) -> str:
@@ -203,12 +269,16 @@ def daemon_line(session: Session) -> str:
 
 def start_process(session: Session) -> None:
     lay = session.layout
+    for folder in (lay.log_file.parent, lay.containerd_root, lay.containerd_state, lay.cni_conf_dir):
+        session.record_new_dirs(folder)  # created here or by containerd (CRI makes the conf dir): teardown removes them
     session.local(lay.log_file).parent.mkdir(parents=True, exist_ok=True)
     env = {"PATH": f"{session.local(lay.bin_dir)}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    session.manifest.add_record("process", "containerd", "containerd")  # before: a kill may come any time
+    remember_start(session)
     result = session.c.run(daemon_line(session), hide=True, env=env)
     pid = int(result.stdout.strip().splitlines()[-1])
+    killpoint.at("containerd.service:started")  # test hook: launched, pid file not yet written
     pid_file(session).write_text(f"{pid}\n")
-    session.manifest.add_record("process", "containerd", "containerd")
     wait_for_socket(session, pid)
 
 
@@ -249,9 +319,12 @@ def plan_service_process(session: Session) -> list[Action]:
     if pid and socket_answers(session.layout.address) and not needs_restart(session):
         return []
     actions: list[Action] = []
+    orphans = [] if pid or not session.settings.native else our_processes(session)
+    for orphan in orphans:  # started by a run killed before it wrote the pid file
+        actions.append(Call(f"stop containerd (pid {orphan}) left by an interrupted run", lambda s, o=orphan: stop_process(s, o)))
     if pid:
         actions.append(Call(f"stop containerd (pid {pid}) to load the new binary/config", lambda s: stop_process(s, pid)))
-    elif session.settings.native and socket_answers(session.layout.address):
+    elif session.settings.native and not orphans and socket_answers(session.layout.address):
         raise StepFailed(f"another containerd already answers on {session.layout.address}; stop it or choose another DOCKLESS_ROOT")
     actions.append(Call(f"start containerd as a background process and wait for {session.layout.address}",
                         start_process, shown=[daemon_line(session)]))
@@ -260,11 +333,10 @@ def plan_service_process(session: Session) -> list[Action]:
 
 def plan_service_systemd(session: Session) -> list[Action]:
     lay = session.layout
-    unit_path = PurePath(session.settings.root or "/") / "etc" / "systemd" / "system" / "containerd.service"
     unit = render(TEMPLATES / "containerd", "containerd.service.j2", containerd=lay.exe("containerd"),
                   config=lay.containerd_config, bin_dir=lay.bin_dir,
                   log_level=session.config("containerd")["log_level"])
-    actions = session.desired_file(unit_path, unit)
+    actions = session.desired_file(unit_path(session), unit)
     from dockless.actions import Run
 
     if actions or needs_restart(session):
@@ -278,6 +350,7 @@ def plan_service_systemd(session: Session) -> list[Action]:
 
 
 def _wait_systemd(session: Session) -> None:
+    remember_start(session)
     deadline = time.monotonic() + 30
     while not socket_answers(session.layout.address):
         if time.monotonic() > deadline:
@@ -393,6 +466,33 @@ def plan_service_windows(session: Session) -> list[Action]:
     return actions
 
 
+def unit_path(session: Session) -> PurePath:
+    return PurePath(session.settings.root or "/") / "etc" / "systemd" / "system" / "containerd.service"
+
+
+def undo_service(session: Session) -> list[Action]:
+    """Teardown: stop the containerd dockless started (and unregister the Windows service it
+    registered); the unit file and binaries then go with the manifest's files."""
+    if session.settings.target == "windows":
+        if not session.manifest.has_record("service", SERVICE_NAME):
+            return []
+        exe = quote(session.layout.exe("containerd"))
+        return [PowerShell("Stop-Service containerd -ErrorAction SilentlyContinue\n"
+                           f"& {exe} --unregister-service\n"
+                           "if ($LASTEXITCODE -ne 0) { throw \"containerd --unregister-service failed with exit code $LASTEXITCODE\" }\n",
+                           "stop and unregister the containerd service")]
+    if str(unit_path(session)) in session.manifest.files:
+        from dockless.actions import Run
+
+        return [Run(["systemctl", "disable", "--now", SERVICE_NAME], "stop and disable the containerd unit")]
+    pid = running_pid(session)
+    pids = ([pid] if pid else []) + [p for p in our_processes(session) if p != pid]
+    actions: list[Action] = [Call(f"stop containerd (pid {p})", lambda s, p=p: stop_process(s, p)) for p in pids]
+    if pid_file(session).exists() and not pids:
+        actions.append(Call("remove the stale containerd pid file", lambda s: pid_file(s).unlink(missing_ok=True)))
+    return actions
+
+
 def plan_service(session: Session) -> list[Action]:
     if session.settings.target == "windows":
         return plan_service_windows(session)
@@ -424,7 +524,7 @@ def dockless_register_components(registry: Any) -> None:
         steps=(
             Step("install", plan_install, install),
             Step("config", plan_config, config),
-            Step("service", plan_service, service, probe=SERVICE_PROBE),
+            Step("service", plan_service, service, probe=SERVICE_PROBE, undo=undo_service),
         ),
         settings={
             "log_level": Setting("info", "containerd --log-level", ("trace", "debug", "info", "warn", "error")),
