@@ -615,6 +615,7 @@ def teardown(session: Session, *, purge: bool = False, force: bool = False) -> T
         first_of: dict[str, str] = {}
         for sid in order:
             first_of.setdefault(session.steps[sid][0].name, sid)
+        undo_failed: set[str] = set()
         for sid in reversed(order):
             comp, step = session.steps[sid]
             start = time.perf_counter()
@@ -626,7 +627,9 @@ def teardown(session: Session, *, purge: bool = False, force: bool = False) -> T
                         session.console.print(f"  {sid}: undo: {action.describe()}")
                     action.run(session, comp.name)
                     changed = changed or not isinstance(action, Warn)
-                if first_of[comp.name] == sid:
+                if first_of[comp.name] == sid and comp.name in undo_failed:
+                    report.kept.append(f"the files of {comp.name}: an undo of it failed (a running service may use them)")
+                elif first_of[comp.name] == sid:
                     count = sum(e["component"] == comp.name for e in manifest.files.values())
                     if count:
                         session.console.print(f"  {sid}: remove the {count} file(s) dockless wrote for {comp.name}")
@@ -637,6 +640,7 @@ def teardown(session: Session, *, purge: bool = False, force: bool = False) -> T
             except (StepFailed, OSError) as exc:
                 session._finish(sid, "failed", start, str(exc))
                 report.failed.append(f"{sid}: {exc}")
+                undo_failed.add(comp.name)
                 continue
             session._finish(sid, "changed" if changed else "ok", start)
         active = {c.name for c in session.components}

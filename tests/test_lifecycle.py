@@ -688,3 +688,17 @@ def test_reconfigure_killed_before_restart_converges(lane: Lane) -> None:
     after = lane.pid()
     assert after != before and b"debug" in _cmdline(after) and answers(lane.socket)
     assert "nothing to change" in invoke(lane, "setup").stderr
+
+
+def test_teardown_windows_failed_undo_keeps_files_and_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dockless.core_tasks import teardown
+
+    host, settings = windows_install(tmp_path)
+    exe = settings.fs_root / "C" / "Program Files" / "containerd" / "bin" / "containerd.exe"
+    manifest = settings.fs_root / "C" / "ProgramData" / "dockless" / "manifest.json"
+    host.fail("--unregister-service", "containerd: Access is denied.")
+    assert win_task(host, settings, tmp_path, teardown, yes=True) == 1
+    assert exe.exists() and manifest.exists()  # containerd's files stay while its service may still use them
+    assert host.state.exclusions == [] and host.state.network("nat") is None  # the other undos ran
+    assert win_task(host, settings, tmp_path, teardown, yes=True) == 0  # run again once the cause is fixed
+    assert not exe.exists() and not manifest.exists() and host.state.service is None
