@@ -539,7 +539,7 @@ def _reencoder(path: PurePath) -> Callable[[Session], None]:
         backup = backup_name(local)
         backup.write_bytes(raw)
         atomic_write(local, text.encode("utf-8"))
-        session.console.print(f"  re-encoded {path} as UTF-8 without BOM (backup: {backup})")
+        session.console.print(f"  re-encoded {path} as UTF-8 without BOM (backup: {backup})", markup=False)
     return reencode
 
 
@@ -624,7 +624,7 @@ def teardown(session: Session, *, purge: bool = False, force: bool = False) -> T
                 actions = list(step.undo(session)) if step.undo else []
                 for action in actions:
                     if not isinstance(action, Warn):
-                        session.console.print(f"  {sid}: undo: {action.describe()}")
+                        session.console.print(f"  {sid}: undo: {action.describe()}", markup=False)
                     action.run(session, comp.name)
                     changed = changed or not isinstance(action, Warn)
                 if first_of[comp.name] == sid and comp.name in undo_failed:
@@ -632,7 +632,7 @@ def teardown(session: Session, *, purge: bool = False, force: bool = False) -> T
                 elif first_of[comp.name] == sid:
                     count = sum(e["component"] == comp.name for e in manifest.files.values())
                     if count:
-                        session.console.print(f"  {sid}: remove the {count} file(s) dockless wrote for {comp.name}")
+                        session.console.print(f"  {sid}: remove the {count} file(s) dockless wrote for {comp.name}", markup=False)
                     changed = _remove_component(session, comp.name, force, report) or changed
                     if not session.dry:
                         for rec in [r for r in manifest.records if r["component"] == comp.name]:
@@ -673,13 +673,13 @@ def _remove_component(session: Session, component: str, force: bool, report: Tea
         state = session.manifest.file_state(path, local)
         changed = True
         if session.dry:
-            session.console.print(f"  [dry] remove {path}")
+            session.console.print(f"  (dry) remove {path}", markup=False)
             continue
         if state == "edited" and not force:
             backup = backup_name(local)
             os.replace(local, backup)
             report.backups.append(f"{path} -> {backup}")
-            session.console.print(f"  kept your changes to {path}: moved to {backup} (teardown --force deletes it)")
+            session.console.print(f"  kept your changes to {path}: moved to {backup} (teardown --force deletes it)", markup=False)
         elif state != "missing":
             local.unlink()
             report.removed.append(path)
@@ -714,7 +714,7 @@ def _purge(session: Session, report: TeardownReport) -> None:
         if not local.exists():
             continue
         if session.dry:
-            session.console.print(f"  [dry] remove {folder} (containerd data)")
+            session.console.print(f"  (dry) remove {folder} (containerd data)", markup=False)
             continue
         if session.settings.target == "linux" and session.settings.native:
             for point in _mounts_under(local):  # snapshots or sandboxes of containers still mounted
@@ -727,7 +727,7 @@ def _purge(session: Session, report: TeardownReport) -> None:
             report.failed.append(f"could not remove all of {folder}: {errors[0]}")
         else:
             report.removed.append(str(folder))
-            session.console.print(f"  removed containerd data {folder}")
+            session.console.print(f"  removed containerd data {folder}", markup=False)
     log = session.local(session.layout.log_file)
     if log.exists() and not session.dry:
         log.unlink()
@@ -763,13 +763,15 @@ def _remove_empty_dirs(session: Session, report: TeardownReport) -> None:
 
 
 def print_teardown(report: TeardownReport, session: Session) -> None:
+    from rich.markup import escape
+
     out = session.console
     for line in report.backups:
         out.print(f"backup: {line}", markup=False)
     for line in report.kept:
         out.print(f"kept: {line}", markup=False)
     for line in report.failed:
-        out.print(f"[red]failed[/]: {line}")
+        out.print(f"[red]failed[/]: {escape(line)}")
     if report.failed:
         out.print("teardown incomplete: the manifest is kept; fix the above and run `invoke teardown` again")
     else:

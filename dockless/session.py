@@ -295,8 +295,10 @@ class Session:
         return result
 
     def warn(self, message: str) -> None:
+        from rich.markup import escape  # a drift diff has TOML [tables]: not markup
+
         self.warnings.append(message)
-        self.console.print(f"  [yellow]warning[/]: {message}")
+        self.console.print(f"  [yellow]warning[/]: {escape(message)}")
 
     # -- steps -----------------------------------------------------------------------------------
     def lookup(self, step_id: str) -> tuple[Component, Step]:

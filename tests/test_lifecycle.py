@@ -290,11 +290,13 @@ def test_setup_status_teardown_setup_again(lane: Lane, image: Path) -> None:
 def test_user_edited_config_survives_setup_and_teardown(lane: Lane) -> None:
     invoke(lane, "setup")
     rendered = lane.config.read_bytes()
-    edited = rendered + b"# my own setting\n"
+    edited = rendered.replace(b"[grpc]\n", b"[grpc]\n# my own setting\n")
+    assert edited != rendered
     lane.config.write_bytes(edited)
 
     proc = invoke(lane, "setup")
-    assert "changed outside dockless" in proc.stderr and "-# my own setting" in proc.stderr, proc.stderr  # the diff
+    assert "changed outside dockless" in proc.stderr, proc.stderr
+    assert "\n [grpc]\n-# my own setting\n" in proc.stderr, proc.stderr  # the diff, TOML tables and all
     assert lane.config.read_bytes() == edited
     code, report = status_json(lane)
     assert code == 1 and f"{lane.config}: edited (changed outside dockless)" in report["problems"]
