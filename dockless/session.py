@@ -350,6 +350,17 @@ class Session:
         except (PluginError, SettingsError) as exc:
             self._finish(step_id, "failed", start, str(exc))
             raise Exit(f"{step_id}: {exc}", 1) from None
+        except PermissionError as exc:
+            self._finish(step_id, "failed", start, str(exc))
+            raise Exit(f"{step_id} failed: {exc}; run as root/administrator, or set DOCKLESS_ROOT to a folder you own", 1) from None
+        except Exception as exc:  # downloads, archives, OS errors: one line, no traceback
+            from dockless.archive import ArchiveError
+            from dockless.download import DownloadError
+
+            if not isinstance(exc, (DownloadError, ArchiveError, OSError)):
+                raise
+            self._finish(step_id, "failed", start, str(exc))
+            raise Exit(f"{step_id} failed: {exc}", 1) from None
         status = "changed" if step_id in self.changed else ("warning" if actions else "ok")
         result = self._finish(step_id, status, start)
         killpoint.at(f"{step_id}:after")
@@ -378,6 +389,18 @@ class Session:
         except Timeout:
             self._lock = None
             raise Exit(f"another dockless run holds {lock_path}; wait for it to finish", 1) from None
+
+    def run_all(self, *, enable_features: bool = False) -> list[StepResult]:
+        """What ``setup`` does: download everything first (in parallel), then every step of
+        the graph in order; the lock is released at the end, whatever happens."""
+        self.flags["enable_features"] = enable_features
+        try:
+            self.prefetch()
+            for step_id in self.steps:
+                self.run_step(step_id)
+        finally:
+            self.release()
+        return self.results
 
     def prefetch(self) -> None:
         """Download every artifact the plan needs, in parallel, into the cache (a warm cache
