@@ -80,6 +80,18 @@ class Install(Action):
     flatten: bool = False
     rename: str | None = None  # single-file assets (runc.amd64 → runc)
 
+    @property
+    def unverifiable(self) -> str:
+        """Why this download cannot be verified ("" when it can): no pin, no published
+        checksum, and no explicit ``[unverified] allow`` for it."""
+        art = self.artifact
+        if art.sha256 or any(art.checksum_urls) or art.allow_unverified:
+            return ""
+        key = art.pin_key or art.filename
+        return (f"{art.filename} ({art.key} {art.version}) publishes no checksum and versions.toml pins none: "
+                f"run `invoke versions.lock` once where GitHub is reachable (it writes [sha256] \"{key}\"), "
+                f"or accept it unverified with [unverified] allow = [\"{art.filename}\"] in dockless.toml")
+
     def describe(self) -> str:
         what = self.rename or (", ".join(self.members) if self.members else "all files")
         if self.artifact.sha256:

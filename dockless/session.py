@@ -49,9 +49,13 @@ class PlanEntry:
     files: list[dict[str, str]]
     commands: list[str]
     actions: list[Action] = field(default_factory=list, repr=False)
+    blocked: str = ""  # why setup would stop at this step (e.g. a kept config of the wrong schema)
 
     def as_json(self) -> dict[str, Any]:
-        return {"task": self.task, "changes": self.changes, "files": self.files, "commands": self.commands}
+        data: dict[str, Any] = {"task": self.task, "changes": self.changes, "files": self.files, "commands": self.commands}
+        if self.blocked:
+            data["blocked"] = self.blocked
+        return data
 
 
 @dataclass
@@ -313,6 +317,7 @@ class Session:
             actions = list(step.plan(self))
         except VersionError as exc:  # a missing or unusable pin: one line naming the key
             raise StepFailed(str(exc)) from None
+
         if any(not isinstance(a, Warn) for a in actions):
             self.changed.add(step_id)
         return actions
@@ -322,14 +327,16 @@ class Session:
         for step_id in self.steps:
             try:
                 actions = self.plan_step(step_id)
-            except StepFailed as exc:
-                raise Exit(f"{step_id}: {exc}", 1) from None
+            except StepFailed as exc:  # keep planning: show every blocker at once, like terraform
+                entries.append(PlanEntry(step_id, [], [], [], blocked=str(exc)))
+                continue
             entries.append(PlanEntry(
                 task=step_id,
                 changes=[a.describe() for a in actions],
                 files=[f for a in actions for f in a.files()],
                 commands=[cmd for a in actions for cmd in a.commands()],
                 actions=actions,
+                blocked=next((a.unverifiable for a in actions if isinstance(a, Install) and a.unverifiable), ""),
             ))
         return entries
 
@@ -340,6 +347,9 @@ class Session:
         start = time.perf_counter()
         try:
             actions = self.plan_step(step_id)
+            for action in actions:  # refuse before anything of this step is done
+                if isinstance(action, Install) and action.unverifiable:
+                    raise StepFailed(action.unverifiable)
             for action in actions:
                 if not isinstance(action, Warn):
                     self.console.print(f"  {step_id}: {action.describe()}")
