@@ -75,6 +75,7 @@ def plan(c: Context, target: str | None = None, json: bool = False) -> None:
         entries = session.plan()
     except (PluginError, SettingsError) as exc:
         raise Exit(str(exc), 2) from None
+    blocked = [e for e in entries if e.blocked]
     if json:
         print(_json.dumps([e.as_json() for e in entries], indent=2))
         return
@@ -85,10 +86,16 @@ def plan(c: Context, target: str | None = None, json: bool = False) -> None:
     for note in session.assumptions:
         out.print(f"  assumed: {note}")
     for entry in entries:
-        if not entry.changes:
+        if entry.blocked:
+            out.print(f"[red]blocked[/] {entry.task}")
+            out.print(f"    ! {entry.blocked}", markup=False)
+            if not entry.changes:
+                continue
+        elif not entry.changes:
             out.print(f"[green]ok[/]      {entry.task}")
             continue
-        out.print(f"[cyan]change[/]  {entry.task}")
+        else:
+            out.print(f"[cyan]change[/]  {entry.task}")
         for action in entry.actions:
             out.print(f"    - {action.describe()}", markup=False)
             for cmd in action.commands():
@@ -97,6 +104,8 @@ def plan(c: Context, target: str | None = None, json: bool = False) -> None:
                 out.print("      " + f["content"].rstrip("\n").replace("\n", "\n      "), markup=False)
     todo = sum(bool(e.changes) for e in entries)
     out.print(f"{todo} of {len(entries)} steps would change" if todo else "nothing to change")
+    if blocked:
+        out.print(f"[red]{len(blocked)} step(s) blocked[/]: setup would stop at {blocked[0].task}")
 
 
 @task(help={"settings": "also list every component's settings: default, choices, help"})
@@ -144,15 +153,16 @@ def settings_lines(registry: Registry) -> list[str]:
 @task(help={"json": "print the report as JSON"})
 def status(c: Context, json: bool = False) -> None:
     """Installed vs pinned versions, config drift, service and network state; exit 1 when something is wrong."""
-    from dockless import lifecycle
+    from dockless.hoststate import read_only, require_host
+    from dockless.status import print_status, status as status_report
 
     session = session_for(c)
-    lifecycle.require_host(session, "status")
-    report = lifecycle.status(lifecycle.read_only(session))
+    require_host(session, "status")
+    report = status_report(read_only(session))
     if json:
         print(_json.dumps(report, indent=2))
     else:
-        lifecycle.print_status(report)
+        print_status(report)
     if not report["ok"]:
         raise Exit(code=1)
 
@@ -160,19 +170,20 @@ def status(c: Context, json: bool = False) -> None:
 @task(help={"fix": "apply the safe fixes (re-run the steps that repair what failed), then check again"})
 def doctor(c: Context, fix: bool = False) -> None:
     """Check for the common failures, one line each with its fix; exit 1 while any remains."""
-    from dockless import lifecycle
+    from dockless.doctor import apply_fixes, checks, print_checks
+    from dockless.hoststate import read_only, require_host
 
     session = session_for(c)
-    lifecycle.require_host(session, "doctor")
-    found = lifecycle.checks(lifecycle.read_only(session))
-    lifecycle.print_checks(found)
+    require_host(session, "doctor")
+    found = checks(read_only(session))
+    print_checks(found)
     if fix and any(ch.ok is False and ch.fixable for ch in found):
         print("fixing:")
-        for line in lifecycle.apply_fixes(session, found):
+        for line in apply_fixes(session, found):
             print(f"  fix failed: {line}")
         print("after the fixes:")
-        found = lifecycle.checks(lifecycle.read_only(session))
-        lifecycle.print_checks(found)
+        found = checks(read_only(session))
+        print_checks(found)
     if any(ch.ok is False for ch in found):
         raise Exit(code=1)
 
@@ -184,21 +195,22 @@ def doctor(c: Context, fix: bool = False) -> None:
 })
 def teardown(c: Context, purge: bool = False, yes: bool = False, force: bool = False) -> None:
     """Undo what the manifest records, in reverse order: stop containerd, undo steps, remove dockless's files."""
-    from dockless import lifecycle
+    from dockless.hoststate import require_host
+    from dockless.teardown import data_dirs, print_teardown, teardown as run_teardown
 
     session = session_for(c)
-    lifecycle.require_host(session, "teardown")
+    require_host(session, "teardown")
     if not session.manifest.path.exists():
         print(f"nothing to tear down: no manifest at {session.manifest.path}")
         return
     if purge and not yes:
-        dirs = " and ".join(str(d) for d in lifecycle.data_dirs(session))
+        dirs = " and ".join(str(d) for d in data_dirs(session))
         if not sys.stdin.isatty():
             raise Exit(f"teardown --purge deletes containerd's images and containers in {dirs}: add --yes to confirm", 1)
         if input(f"delete containerd's data in {dirs}? [y/N] ").strip().lower() not in ("y", "yes"):
             raise Exit("teardown cancelled; nothing was changed", 1)
-    report = lifecycle.teardown(session, purge=purge, force=force)
-    lifecycle.print_teardown(report, session)
+    report = run_teardown(session, purge=purge, force=force)
+    print_teardown(report, session)
     if report.failed:
         raise Exit(code=1)
 

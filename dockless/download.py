@@ -15,27 +15,26 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 import re
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from pathlib import Path, PureWindowsPath
-from typing import IO
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-import platformdirs
 import requests
 import urllib3
 
 from dockless import __version__, killpoint
+from dockless.cache import Cache
 from dockless.checksums import ChecksumError, is_sha256, parse_checksum
+from dockless.progress import PlainReporter, ProgressFn, RichReporter
+from dockless.urls import DRIVE_PATH, url_basename
 
 __all__ = [
     "Artifact",
@@ -56,10 +55,6 @@ TIMEOUT = (15.0, 60.0)  # connect, read (seconds between bytes)
 USER_AGENT = f"dockless/{__version__}"
 _NOT_FOUND = (404, 410)
 _TRANSIENT = (408, 425, 429, 500, 502, 503, 504)
-_DRIVE_PATH = re.compile(r"^[A-Za-z]:[\\/]")
-
-ProgressFn = Callable[[str, int, "int | None"], None]
-"""``progress(artifact_key, bytes_done, bytes_total_or_None)``."""
 
 
 class DownloadError(Exception):
@@ -157,7 +152,7 @@ STATS = FetchStats()
 
 # ----------------------------------------------------------------------------- urls
 def _kind(url: str) -> str:
-    if _DRIVE_PATH.match(url):
+    if DRIVE_PATH.match(url):
         return "path"
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
@@ -179,13 +174,6 @@ def _local_path(url: str) -> Path:
     return Path(url)
 
 
-def url_basename(url: str) -> str:
-    """File name at the end of an http(s)/file URL or a local path."""
-    if _DRIVE_PATH.match(url) or "\\" in url:
-        return PureWindowsPath(url).name
-    return posixpath.basename(unquote(urlsplit(url).path).rstrip("/"))
-
-
 def _missing(url: str) -> str:
     return f"{url} returned 404 Not Found" if _kind(url) == "http" else f"{url} does not exist"
 
@@ -193,89 +181,6 @@ def _missing(url: str) -> str:
 def _one_line(text: object, limit: int = 240) -> str:
     s = " ".join(str(text).split())
     return s if len(s) <= limit else s[: limit - 3] + "..."
-
-
-def _url_id(url: str) -> str:
-    return hashlib.sha256(url.encode()).hexdigest()[:32]
-
-
-# ----------------------------------------------------------------------------- cache
-class Cache:
-    """Content-addressed blob cache: ``root/sha256/<hex>``.
-
-    Also keeps checksum texts by URL (``root/checksums/``), the sha256 of unverified
-    downloads by URL (``root/urls/``) and partial downloads (``root/partial/``), so a
-    second run with everything cached sends no request.  *root* defaults to
-    ``$DOCKLESS_CACHE``, else ``platformdirs.user_cache_dir("dockless")/blobs``.
-    """
-
-    def __init__(self, root: Path | None = None, *, fsync: bool = True) -> None:
-        if root is None:
-            env = os.environ.get("DOCKLESS_CACHE")
-            root = Path(env) if env else Path(platformdirs.user_cache_dir("dockless")) / "blobs"
-        self.root = Path(root)
-        self.fsync = fsync
-
-    def __repr__(self) -> str:
-        return f"Cache({str(self.root)!r})"
-
-    def blob_path(self, sha256: str) -> Path:
-        return self.root / "sha256" / sha256.lower()
-
-    def get(self, sha256: str) -> Path | None:
-        """Path of the cached blob with this digest, or None."""
-        p = self.blob_path(sha256)
-        return p if p.is_file() else None
-
-    def part_path(self, url: str) -> Path:
-        """Stable ``.part`` file for *url* (kept between runs so downloads resume)."""
-        return self.root / "partial" / f"{_url_id(url)}-{url_basename(url) or 'blob'}.part"
-
-    def install(self, part: Path, sha256: str) -> Path:
-        """Move a verified *part* file into the cache (atomic) and return the blob path."""
-        dest = self.blob_path(sha256)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if self.fsync:
-            with open(part, "rb") as f:
-                os.fsync(f.fileno())
-        os.replace(part, dest)
-        return dest
-
-    def checksum_text(self, url: str) -> str | None:
-        p = self.root / "checksums" / _url_id(url)
-        try:
-            return p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-
-    def store_checksum_text(self, url: str, text: str) -> None:
-        self._write_small(self.root / "checksums" / _url_id(url), text)
-
-    def drop_checksum_text(self, url: str) -> None:
-        (self.root / "checksums" / _url_id(url)).unlink(missing_ok=True)
-
-    def recorded_sha256(self, url: str) -> str | None:
-        """Digest recorded for an unverified download of *url*, if any."""
-        try:
-            value = (self.root / "urls" / _url_id(url)).read_text(encoding="ascii").strip()
-        except FileNotFoundError:
-            return None
-        return value if is_sha256(value) else None
-
-    def record_sha256(self, url: str, sha256: str) -> None:
-        self._write_small(self.root / "urls" / _url_id(url), sha256)
-
-    @staticmethod
-    def _write_small(path: Path, text: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 # ----------------------------------------------------------------------------- fetch
@@ -718,86 +623,6 @@ def published_checksum(
 
 
 # ----------------------------------------------------------------------------- many
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-class _PlainReporter:
-    """One line per artifact on *stream* (stderr is not a terminal)."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.lock = threading.Lock()
-
-    def callback(self, key: str) -> ProgressFn | None:
-        return None
-
-    def done(self, a: Artifact, o: _Outcome, seconds: float) -> None:
-        how = "cached" if o.cached else f"downloaded in {seconds:.1f}s"
-        self._line(f"dockless: {a.label}: {url_basename(o.url)} ({_human(o.size)}, {how})")
-
-    def failed(self, a: Artifact, e: BaseException) -> None:
-        """Nothing here: :func:`fetch_all` raises the first error (the caller reports it, once)
-        and prints the others itself; printing here too made one failure two lines."""
-
-    def _line(self, text: str) -> None:
-        with self.lock:
-            print(text, file=self.stream, flush=True)
-
-    def close(self) -> None:
-        pass
-
-
-class _RichReporter:
-    """A rich progress bar per artifact on stderr."""
-
-    def __init__(self, artifacts: Sequence[Artifact]) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        self.tasks = {a.key: self.progress.add_task(a.label, total=None) for a in artifacts}
-        self.progress.start()
-
-    def callback(self, key: str) -> ProgressFn:
-        task = self.tasks[key]
-
-        def update(_key: str, done: int, total: int | None) -> None:
-            self.progress.update(task, completed=done, total=total)
-
-        return update
-
-    def done(self, a: Artifact, o: _Outcome, seconds: float) -> None:
-        suffix = " (cached)" if o.cached else ""
-        self.progress.update(self.tasks[a.key], description=f"{a.label}{suffix}", completed=o.size, total=o.size)
-
-    def failed(self, a: Artifact, e: BaseException) -> None:
-        word = "cancelled" if isinstance(e, DownloadCancelled) else "failed"
-        self.progress.update(self.tasks[a.key], description=f"{a.label} ({word})")
-
-    def close(self) -> None:
-        self.progress.stop()
-
-
 def fetch_all(
     artifacts: Sequence[Artifact],
     cache: Cache,
@@ -822,7 +647,7 @@ def fetch_all(
         return {}
     if progress is None:
         progress = sys.stderr.isatty()
-    reporter: _PlainReporter | _RichReporter = _RichReporter(artifacts) if progress else _PlainReporter(sys.stderr)
+    reporter: PlainReporter | RichReporter = RichReporter(artifacts) if progress else PlainReporter(sys.stderr)
     cancel = threading.Event()
     results: dict[str, Path] = {}
     errors: list[BaseException] = []
@@ -832,7 +657,7 @@ def fetch_all(
         try:
             o = _fetch(a, cache, session=None, progress=reporter.callback(a.key), retry=retry, stats=stats, cancel=cancel)
         except BaseException as e:
-            reporter.failed(a, e)
+            reporter.failed(a, cancelled=isinstance(e, DownloadCancelled))
             raise
         reporter.done(a, o, time.monotonic() - start)
         return o

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 BOMS = {b"\xef\xbb\xbf": "UTF-8 with BOM", b"\xff\xfe": "UTF-16LE", b"\xfe\xff": "UTF-16BE"}
@@ -83,6 +84,17 @@ def remove_stale_temps(path: Path) -> None:
         return
     for name in names:
         (path.parent / name).unlink(missing_ok=True)
+
+
+def backup_name(local: Path) -> Path:
+    """A free ``<name>.<timestamp>.bak`` next to ``local`` (``-1``, ``-2``… when taken)."""
+    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
+    backup = local.with_name(f"{local.name}.{stamp}.bak")
+    n = 1
+    while backup.exists():
+        backup = local.with_name(f"{local.name}.{stamp}-{n}.bak")
+        n += 1
+    return backup
 
 
 def unified_diff(old: bytes, new: bytes, name: str) -> str:

@@ -19,9 +19,10 @@ import tomlkit
 from tomlkit.items import Table
 
 from dockless.bundle import fresh_session, planned_artifacts
-from dockless.download import Artifact, Cache, fetch, published_checksum, url_basename
+from dockless.download import Artifact, Cache, fetch, published_checksum
 from dockless.registry import Registry
 from dockless.settings import TARGETS, Settings
+from dockless.urls import url_basename
 
 
 @dataclass(frozen=True)

@@ -463,7 +463,7 @@ def test_fake_host_fails_loudly_on_unknown_commands() -> None:
 
 
 def test_fake_host_answers_probes_in_powershell_51_json(tmp_path: Path) -> None:
-    from plugins.containerd import SERVICE_PROBE
+    from plugins.containerd_service import SERVICE_PROBE
     from plugins.defender import PROBE
 
     state = HostState(exclusions=["C:\\it's.exe"], json_arrays="single")
