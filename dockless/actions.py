@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from dockless import powershell
 
 if TYPE_CHECKING:
-    from dockless.download import Artifact
+    from dockless.artifact import Artifact
     from dockless.session import Session
 
 

@@ -166,7 +166,7 @@ class Session:
                  sha_key: str | None = None) -> Any:
         """An :class:`~dockless.download.Artifact` with the mirror applied and the sha256 pinned in
         versions.toml (``[sha256]``, keyed by asset file name, or ``sha_key``) when there is one."""
-        from dockless.download import Artifact
+        from dockless.artifact import Artifact
 
         name = urls[0].rsplit("/", 1)[-1]
         keys = [sha_key] if sha_key else [u.rsplit("/", 1)[-1] for u in urls]
