@@ -6,7 +6,7 @@ import sys
 
 from invoke import Context, Exit, task
 
-from dockless.namespace import _LOADED, bind_session, load, session_for
+from dockless.namespace import _LOADED, load, session_for
 from dockless.registry import PluginError, Registry
 from dockless.session import Session
 from dockless.settings import SettingsError

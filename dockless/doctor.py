@@ -294,7 +294,7 @@ def check_encoding(session: Session) -> list[Check]:
             found.append(Check("encoding", False, f"{paths[key]} is {encoding}: containerd, CNI and crictl read only UTF-8 without BOM",
                                "re-save it as UTF-8 without BOM (a backup is kept)", apply=_reencoder(paths[key])))
         elif encoding:
-            found.append(Check("encoding", False, f"{paths[key]} is {encoding}", f"re-save it as UTF-8, or `invoke setup --force`"))
+            found.append(Check("encoding", False, f"{paths[key]} is {encoding}", "re-save it as UTF-8, or `invoke setup --force`"))
     return found or [Check("encoding", True, f"{len(paths)} config file(s) are UTF-8 without BOM")]
 
 

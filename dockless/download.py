@@ -33,7 +33,7 @@ import urllib3
 from dockless import __version__, killpoint
 from dockless.artifact import Artifact
 from dockless.cache import Cache
-from dockless.checksums import ChecksumError, is_sha256, parse_checksum
+from dockless.checksums import ChecksumError, parse_checksum
 from dockless.progress import PlainReporter, ProgressFn, RichReporter
 from dockless.urls import DRIVE_PATH, url_basename
 

@@ -6,7 +6,6 @@ A task body calls :func:`run_step`; the session is shared by every task of one `
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -140,9 +141,9 @@ def _purge(session: Session, report: TeardownReport) -> None:
             continue
         if session.settings.target == "linux" and session.settings.native:
             for point in _mounts_under(local):  # snapshots or sandboxes of containers still mounted
-                result = session.c.run(f"umount {point!r}", hide=True, warn=True)
+                result = session.c.run(f"umount {shlex.quote(point)}", hide=True, warn=True)
                 if result is not None and not result.ok:
-                    session.c.run(f"umount -l {point!r}", hide=True, warn=True)
+                    session.c.run(f"umount -l {shlex.quote(point)}", hide=True, warn=True)
         errors: list[str] = []
         shutil.rmtree(local, onerror=lambda _fn, p, exc: errors.append(f"{p}: {exc[1]}"))
         if errors:

@@ -130,7 +130,7 @@ def wait_for_socket(session: Session, pid: int, timeout: float = 30.0) -> None:
         except OSError:
             log = session.local(session.layout.log_file)
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-            raise StepFailed(f"containerd exited at start: {tail[0] if tail else 'no log'} (log: {session.layout.log_file})")
+            raise StepFailed(f"containerd exited at start: {tail[0] if tail else 'no log'} (log: {session.layout.log_file})") from None
         time.sleep(0.05)
     raise StepFailed(f"containerd did not answer on {session.layout.address} within {timeout:.0f}s (log: {session.layout.log_file})")
 

@@ -422,7 +422,7 @@ def test_hyperv_pod_on_a_client_passes_the_hypervisor_handler_to_runp(tmp_path: 
         re.compile(r".* pods -o json$"): Result(pods_json()),
         re.compile(r".* inspecti -q "): Result(exited=1, stderr='time="2025-12-03T16:00:00Z" level=fatal '
                                                                f'msg="no such image \\"{NANOSERVER}\\" present"\n'),
-        re.compile(r".* pull "): Result(f"Image is up to date for sha256:4b2d1f0e9a8c\n"),
+        re.compile(r".* pull "): Result("Image is up to date for sha256:4b2d1f0e9a8c\n"),
         re.compile(r".* runp "): Result(POD_ID + "\n"),
         re.compile(r".* create "): Result(CTR_ID + "\n"),
         re.compile(r".* start "): Result(CTR_ID + "\n"),

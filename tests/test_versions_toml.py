@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from invoke import Exit
 
 from dockless.bundle import fresh_session, planned_artifacts
 from dockless.manager import collect, plugin_manager

@@ -803,7 +803,6 @@ def run_setup(session: Session, *, enable_features: bool = False) -> list[StepRe
 def count_noop_powershell(work: Path) -> int:
     """PowerShell processes a no-op Windows ``setup`` starts (a full setup first, on a fresh
     fake host in ``work``): what ``bench/run`` reports."""
-    from dockless.download import Cache
     from dockless.testing.mirror import windows_mirror
 
     settings = windows_settings(work)
