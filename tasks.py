@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import sys
 
+from dockless.cli import quiet_on_closed_stdout
 from dockless.namespace import build_namespace
 from dockless.registry import PluginError
 from dockless.settings import SettingsError
 
+quiet_on_closed_stdout()  # `invoke plan --json | head`: no BrokenPipeError traceback
 try:
     ns = build_namespace()
 except (PluginError, SettingsError) as exc:

@@ -83,8 +83,12 @@ def plan(c: Context, target: str | None = None, json: bool = False) -> None:
 
     out = Console(highlight=False, soft_wrap=True)
     out.print(f"plan for {settings.target} (host: {settings.host}, service: {settings.service})")
+    chosen = next((comp.name for comp in session.components if comp.role == "cni"), None)
+    if settings.cni and chosen and chosen != settings.cni:  # one dockless.toml serves both targets
+        platforms = ", ".join(_LOADED["registry"].components[settings.cni].platforms)
+        out.print(f"  note: cni = {settings.cni} applies to {platforms}; using {chosen} on {settings.target}", markup=False)
     for note in session.assumptions:
-        out.print(f"  assumed: {note}")
+        out.print(f"  assumed: {note}", markup=False)
     for entry in entries:
         if entry.blocked:
             out.print(f"[red]blocked[/] {entry.task}")

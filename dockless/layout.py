@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
-from dockless.settings import Settings, SettingsError
+from dockless.settings import PATH_KEYS, Settings, SettingsError, check_target_path
 
 WINDOWS_PIPE = r"\\.\pipe\containerd-containerd"
 
@@ -44,18 +44,20 @@ def _override(settings: Settings, key: str, default: PurePath, cls: type[PurePat
     value = settings.section("paths").get(key)
     if value is None:
         return default
-    path = cls(value)
-    if not path.is_absolute():
-        raise SettingsError(f"[paths] {key} = {value!r} must be an absolute path")
-    return path
+    try:
+        return check_target_path(key, value, settings.target)
+    except SettingsError as exc:
+        if settings.config_file is None:
+            raise
+        raise SettingsError(f"{settings.config_name}: {exc}") from None
 
 
 def layout_for(settings: Settings) -> Layout:
     """Compute the layout for ``settings.target``; ``[paths]`` in dockless.toml may move the
     CNI dirs, and the same values feed both the installs and config.toml."""
-    unknown = set(settings.section("paths")) - {"cni_bin_dir", "cni_conf_dir", "install_dir"}
+    unknown = set(settings.section("paths")) - set(PATH_KEYS)
     if unknown:
-        raise SettingsError(f"[paths] {sorted(unknown)[0]!r} is unknown; known: cni_bin_dir, cni_conf_dir, install_dir")
+        raise SettingsError(f"[paths] {sorted(unknown)[0]!r} is unknown; known: {', '.join(PATH_KEYS)}")
     if settings.target == "windows":
         base = PureWindowsPath(settings.root) if settings.root else PureWindowsPath("C:\\")
         install = _override(settings, "install_dir", base / "Program Files" / "containerd", PureWindowsPath)

@@ -5,6 +5,7 @@ Each hook implementation is called on its own, so a failing plugin is named in o
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from collections.abc import Iterable
 from types import ModuleType
 
@@ -30,6 +31,7 @@ def plugin_manager(
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     disabled = set(disabled)
+    _check_disabled(disabled, extra)
     for name, module in builtin_plugins():
         if name not in disabled and name.removeprefix(BUILTIN_PREFIX) not in disabled:
             _register(pm, module, name)
@@ -65,6 +67,19 @@ def plugin_manager(
         raise PluginError(f"plugin {name!r} implements a hook dockless does not have: {exc}; "
                           f"the hooks are listed in docs/plugins.md") from None
     return pm
+
+
+def _check_disabled(disabled: set[str], extra: Iterable[object]) -> None:
+    """A disabled name that no installed plugin has is a typo: say so, naming the installed ones."""
+    builtins = [name for name, _module in builtin_plugins()]
+    names = [n.removeprefix(BUILTIN_PREFIX) for n in builtins]
+    names += [getattr(p, "__name__", None) or type(p).__name__ for p in extra]
+    names += [ep.name for ep in importlib.metadata.entry_points(group=PROJECT)]
+    missing = sorted(disabled - set(names) - set(builtins))
+    if missing:
+        source = "DOCKLESS_DISABLE_PLUGINS" if os.environ.get("DOCKLESS_DISABLE_PLUGINS", "").strip() else "disable_plugins"
+        raise PluginError(f"{source} names {missing[0]!r}, which is not an installed plugin; "
+                          f"installed plugins: {', '.join(dict.fromkeys(names))}")
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:

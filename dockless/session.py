@@ -84,19 +84,17 @@ class Session:
 
     # -- settings ----------------------------------------------------------------------------
     def _component_config(self, comp: Component) -> dict[str, Any]:
-        given = dict(self.settings.section(comp.key))
-        unknown = set(given) - set(comp.settings)
-        if unknown:
-            key = sorted(unknown)[0]
-            known = ", ".join(sorted(comp.settings)) or "none"
-            raise SettingsError(f"[{comp.key}] {key!r} is not a setting of {comp.name}; known: {known}")
-        merged = {k: s.default for k, s in comp.settings.items()}
-        for key, value in given.items():
-            choices = comp.settings[key].choices
-            if choices and value not in choices:
-                raise SettingsError(f"[{comp.key}] {key} = {value!r} must be one of {', '.join(map(str, choices))}")
-            merged[key] = value
-        return merged
+        """``comp``'s merged settings. With the first active component, the whole dockless.toml
+        is checked against the installed components: unknown tables and keys, and the tables
+        of components that are not active on this target (one file serves both targets)."""
+        from dockless.settings import check_tables, component_config
+
+        where = self.settings.config_name if self.settings.config_file else ""
+        if comp is self.components[0]:
+            check_tables(self.settings, self.registry.components.values())
+            for other in self.registry.components.values():
+                component_config(other, self.settings.section(other.key), where)
+        return component_config(comp, self.settings.section(comp.key), where)
 
     def config(self, component: str) -> dict[str, Any]:
         """The merged settings of a component (``cni-nat`` and ``cni_nat`` both work)."""

@@ -79,7 +79,9 @@ class Pins:
     def merged(self, overrides: dict[str, object], source: str, known: set[str] | frozenset[str] | None = None) -> Pins:
         pins = Pins(dict(self.versions), dict(self.sha256), self.source)
         for key, value in overrides.items():
-            if key == "sha256" and isinstance(value, dict):
+            if key == "sha256":
+                if not isinstance(value, dict):
+                    raise VersionError(f"{source}: sha256 must be a table of \"asset-file-name\" = \"<64 hex digits>\"")
                 pins.sha256.update(_checked_sha256(value, source))
             else:
                 _check_known(key, known, source)
@@ -108,9 +110,19 @@ def load_pins(path: Path, known: set[str] | frozenset[str] | None = None) -> Pin
     """Read and validate ``versions.toml``: top-level ``key = "version"`` and a ``[sha256]`` table
     keyed by asset file name. ``known`` limits the keys (an unknown key is a typo)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         return Pins(source=str(path))
+    except IsADirectoryError:
+        raise VersionError(f"{path}: is a folder, not a versions.toml file") from None
+    except OSError as exc:
+        raise VersionError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if raw.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        raise VersionError(f"{path}: starts with a byte-order mark; save it as UTF-8 without BOM")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise VersionError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise VersionError(f"{path}: not valid TOML ({exc})") from None
     pins = Pins(source=path.name)

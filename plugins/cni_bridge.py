@@ -8,7 +8,7 @@ from invoke import Context
 from dockless import hookimpl
 from dockless.actions import Action, Install
 from dockless.cni import conf_actions
-from dockless.model import Component, Setting, Step
+from dockless.model import Component, Setting, Step, interface_name, ipv4_network, non_empty
 from dockless.namespace import run_step
 from dockless.render import render
 from dockless.session import Session
@@ -55,9 +55,10 @@ def dockless_register_components(registry: Any) -> None:
         steps=(Step("install", plan_install, install, platforms=("linux",)),
                Step("config", plan_config, config, platforms=("linux",))),
         settings={
-            "network": Setting("dockless", "CNI network name"),
-            "bridge": Setting("dockless0", "Linux bridge device"),
-            "subnet": Setting("10.88.0.0/16", "pod subnet"),
+            "network": Setting("dockless", "CNI network name", kind=str, check=non_empty),
+            "bridge": Setting("dockless0", "Linux bridge device (at most 15 of A-Z a-z 0-9 _ . -)", kind=str,
+                              check=interface_name),
+            "subnet": Setting("10.88.0.0/16", "pod subnet: an IPv4 network address/prefix", kind=str, check=ipv4_network),
         },
         templates=TEMPLATES / "cni_bridge",
         description="CNI bridge network (Linux)",

@@ -9,7 +9,7 @@ from invoke import Context
 from dockless import hookimpl
 from dockless.actions import Action, Install, StepFailed
 from dockless.cni import conf_actions
-from dockless.model import Component, Setting, Step
+from dockless.model import Component, Setting, Step, cidr_list
 from dockless.namespace import run_step
 from dockless.session import Session
 from plugins._paths import release_url
@@ -75,8 +75,9 @@ def dockless_register_components(registry: Any) -> None:
         steps=(Step("install", plan_install, install, platforms=("windows",)),
                Step("config", plan_config, config, platforms=("windows",))),
         settings={
-            "cni_version": Setting("", "cniVersion to write (empty: the newest the plugin version accepts)"),
-            "outbound_nat_exceptions": Setting([], "destinations (CIDR) that bypass OutBoundNAT"),
+            "cni_version": Setting("", "cniVersion to write (empty: the newest the plugin version accepts)", kind=str),
+            "outbound_nat_exceptions": Setting([], "destinations (IPv4 CIDR, e.g. [\"10.0.0.0/8\"]) that bypass OutBoundNAT",
+                                               kind=list, check=cidr_list),
         },
         description="Windows CNI nat plugin and conf",
     ))

@@ -8,7 +8,7 @@ from invoke import Context
 
 from dockless import hookimpl
 from dockless.actions import Action, Install
-from dockless.model import Component, Setting, Step
+from dockless.model import Component, Setting, Step, at_least
 from dockless.namespace import run_step
 from dockless.render import render
 from dockless.session import Session
@@ -68,7 +68,8 @@ def dockless_register_components(registry: Any) -> None:
         name="crictl",
         requires=("containerd",),
         steps=(Step("install", plan_install, install), Step("config", plan_config, config)),
-        settings={"timeout": Setting(0, "crictl timeout in seconds (0: 60 on Windows, 10 on Linux)")},
+        settings={"timeout": Setting(0, "crictl timeout in seconds (0: 60 on Windows, 10 on Linux)", kind=int,
+                                     check=at_least(0))},
         templates=TEMPLATES / "crictl",
         description="CRI client and its config",
     ))

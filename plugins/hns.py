@@ -15,7 +15,7 @@ from invoke import Context
 
 from dockless import hookimpl
 from dockless.actions import Action, Install, PowerShell, StepFailed
-from dockless.model import Component, Setting, Step
+from dockless.model import Component, Setting, Step, non_empty
 from dockless.namespace import run_step
 from dockless.netcheck import NetworkError, hns_network_from_probe, host_prefixes_from_probe, validate_nat
 from dockless.powershell import quote
@@ -139,9 +139,9 @@ def dockless_register_components(registry: Any) -> None:
             Step("network", plan_network, network, platforms=("windows",), probe=network_probe("nat"), undo=undo_network),
         ),
         settings={
-            "name": Setting("nat", "HNS network name (the nat CNI conf uses the same)"),
-            "subnet": Setting("10.0.0.0/16", "NAT subnet (network address/prefix)"),
-            "gateway": Setting("10.0.0.1", "gateway inside the subnet"),
+            "name": Setting("nat", "HNS network name (the nat CNI conf uses the same)", kind=str, check=non_empty),
+            "subnet": Setting("10.0.0.0/16", "NAT subnet (network address/prefix)", kind=str),
+            "gateway": Setting("10.0.0.1", "gateway inside the subnet", kind=str),
         },
         description="HNS NAT network",
     ))

@@ -85,11 +85,12 @@ def smoke(c: Context, image: str | None = None) -> None:
 
 @hookimpl
 def dockless_register_components(registry: Any) -> None:
-    from dockless.model import Component, Setting
+    from dockless.model import Component, Setting, image_reference
 
     registry.add(Component(
         name="images", steps=(),
-        settings={"smoke_image": Setting("docker.io/library/busybox:latest", "image `smoke` runs on Linux")},
+        settings={"smoke_image": Setting("docker.io/library/busybox:latest", "image `smoke` runs on Linux", kind=str,
+                                         check=image_reference)},
         description="image tasks (no install steps)",
     ))
     registry.add_tasks("image", import_, pull, list_)

@@ -724,16 +724,19 @@ def rm(c: Context, name: str, namespace: str = "") -> None:
 
 @hookimpl
 def dockless_register_components(registry: Any) -> None:
-    from dockless.model import Component, Setting
+    from dockless.model import Component, Setting, image_reference, non_empty, optional
 
     registry.add(Component(
         name="pods", steps=(),
         settings={
-            "namespace": Setting("default", "namespace of pods pod.create makes"),
-            "linux_image": Setting("", "pod image on Linux (empty: [images] smoke_image)"),
-            "windows_image": Setting("", "pod image on Windows (empty: the nanoserver tag that runs on this host)"),
+            "namespace": Setting("default", "namespace of pods pod.create makes", kind=str, check=non_empty),
+            "linux_image": Setting("", "pod image on Linux (empty: [images] smoke_image)", kind=str,
+                                   check=optional(image_reference)),
+            "windows_image": Setting("", "pod image on Windows (empty: the nanoserver tag that runs on this host)",
+                                     kind=str, check=optional(image_reference)),
             "isolation": Setting("", "Windows: process or hyperv (empty: what works on this host); "
-                                     "Linux: a runtime handler"),
+                                     "on Linux name a runtime handler with pod.create --runtime",
+                                 choices=("", "process", "hyperv")),
         },
         templates=TEMPLATES / "pods",
         description="pod tasks through crictl (no install steps)",
