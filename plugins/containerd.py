@@ -9,7 +9,7 @@ from invoke import Context
 
 from dockless import hookimpl
 from dockless.actions import Action, Install, StepFailed, WriteFile
-from dockless.model import Component, Setting, Step
+from dockless.model import Component, Setting, Step, image_reference
 from dockless.namespace import run_step
 from dockless.render import render
 from dockless.session import Session
@@ -184,7 +184,8 @@ def dockless_register_components(registry: Any) -> None:
         ),
         settings={
             "log_level": Setting("info", "containerd --log-level", ("trace", "debug", "info", "warn", "error")),
-            "sandbox_image": Setting("registry.k8s.io/pause:3.10.2", "pause image for pod sandboxes"),
+            "sandbox_image": Setting("registry.k8s.io/pause:3.10.2", "pause image for pod sandboxes",
+                                     kind=str, check=image_reference),
             "restrict_oom_score_adj": Setting("auto", "true/false, or auto: detect hosts where containerd cannot lower oom_score_adj", ("auto", True, False)),
         },
         templates=TEMPLATES / "containerd",
