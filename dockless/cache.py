@@ -39,6 +39,11 @@ class Cache:
     def blob_path(self, sha256: str) -> Path:
         return self.root / "sha256" / sha256.lower()
 
+    def digest(self, blob: Path) -> str | None:
+        """The sha256 a blob of this cache is stored under (what it was verified as), else None."""
+        blob = Path(blob)
+        return blob.name if blob.parent == self.root / "sha256" and is_sha256(blob.name) else None
+
     def get(self, sha256: str) -> Path | None:
         """Path of the cached blob with this digest, or None."""
         p = self.blob_path(sha256)

@@ -261,7 +261,7 @@ class Session:
         self.manifest.forget_file(str(path))
 
     def install(self, action: Install, component: str) -> None:
-        from dockless.archive import extract, raw_install
+        from dockless.archive import ArchiveError, DigestMismatch, extract, raw_install
         from dockless.download import fetch
 
         if self.dry:
@@ -270,15 +270,21 @@ class Session:
         dest = self.local(action.dest)
         for member in (action.rename,) if action.rename else (action.members or ("",)):
             self.record_new_dirs(action.dest if action.flatten or not member else (action.dest / member).parent)
-        if action.rename:
-            written = [dest / action.rename]
-            raw_install(blob, written[0])
-        else:
-            written = extract(blob, dest, action.members, flatten=action.flatten)
+        digests: dict[Path, str] = {}  # each file's sha256, taken while it was written (not read again)
+        sha256 = self.cache.digest(blob)  # what the blob was verified as: checked again on the bytes unpacked
+        try:
+            if action.rename:
+                written = [dest / action.rename]
+                raw_install(blob, written[0], sha256=sha256, digests=digests)
+            else:
+                written = extract(blob, dest, action.members, flatten=action.flatten, sha256=sha256, digests=digests)
+        except DigestMismatch as exc:  # the cached copy changed since it was verified: download it again next run
+            blob.unlink(missing_ok=True)
+            raise ArchiveError(f"{exc}; the cached copy was removed, run again to download it") from None
         for path in written:
             target = action.dest / path.relative_to(dest).as_posix()
             self.manifest.files.pop(str(target), None)
-            self.manifest.record_file(str(target), path, component, "installed")
+            self.manifest.record_file(str(target), path, component, "installed", sha256=digests.get(path))
         self.manifest.set_component(component, version=action.artifact.version)
 
     def run_command(self, line: str, why: str, env: dict[str, str] | None = None) -> Any:
