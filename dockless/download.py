@@ -36,6 +36,7 @@ from dockless.cache import Cache
 from dockless.checksums import ChecksumError, parse_checksum
 from dockless.progress import PlainReporter, ProgressFn, RichReporter
 from dockless.urls import DRIVE_PATH, url_basename
+from dockless.writeback import Writeback
 
 __all__ = [
     "Artifact",
@@ -346,14 +347,17 @@ class _Fetcher:
         total = src.stat().st_size
         done = 0
         with open(src, "rb") as fin, open(part, "wb") as fout:
+            wb = Writeback(fout, enabled=self.cache.fsync)
             while chunk := fin.read(CHUNK):
                 self._check_cancel()
                 fout.write(chunk)
                 h.update(chunk)
+                wb.wrote(len(chunk))
                 done += len(chunk)
                 killpoint.progressed("download", len(chunk))  # test hook; a no-op otherwise
                 if self.progress:
                     self.progress(self.a.key, done, total)
+            wb.finish()
         self.stats.add(bytes_copied=done)
         return self._finish(url, part, h.hexdigest(), expected, cs_url, done)
 
@@ -426,15 +430,18 @@ class _Fetcher:
         length = _int(resp.headers.get("Content-Length"))
         try:
             with open(part, "ab" if offset else "wb") as f:
+                wb = Writeback(f, offset, enabled=self.cache.fsync)  # the cache's fsync then has little left
                 for chunk in _body_chunks(resp):
                     f.write(chunk)
                     h.update(chunk)
+                    wb.wrote(len(chunk))
                     received += len(chunk)
                     killpoint.progressed("download", len(chunk))  # test hook; a no-op otherwise
                     self.stats.add(bytes_downloaded=len(chunk))
                     if self.progress:
                         self.progress(self.a.key, offset + received, total)
                     self._check_cancel()
+                wb.finish()
         except (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError) as e:
             return received, f"connection lost after {offset + received} bytes: {_one_line(e, 120)}"
         if length is not None and received != length:
