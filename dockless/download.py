@@ -43,6 +43,7 @@ __all__ = [
     "Cache",
     "DownloadCancelled",
     "DownloadError",
+    "Unreachable",
     "FetchStats",
     "RetryPolicy",
     "STATS",
@@ -65,6 +66,58 @@ class DownloadError(Exception):
 
 class DownloadCancelled(DownloadError):
     """The download was stopped because another one in :func:`fetch_all` failed."""
+
+
+UNREACHABLE_HINT = ("check the network, or set DOCKLESS_MIRROR to a reachable mirror (or a folder written by "
+                    "`invoke bundle`), or HTTPS_PROXY if this network needs a proxy")
+
+
+class Unreachable(DownloadError):
+    """No connection to a host after every retry (offline, refused, DNS): :func:`fetch_all`
+    folds these into one line per host."""
+
+    def __init__(self, label: str, url: str, reason: str, attempts: int) -> None:
+        self.label, self.url, self.reason, self.attempts = label, url, reason, attempts
+        self.host = urlsplit(url).netloc or url
+        super().__init__(f"{label}: {url} failed after {attempts} attempts: cannot reach {self.host} "
+                         f"({reason}); {UNREACHABLE_HINT}")
+
+    @staticmethod
+    def combined(errors: Sequence[Unreachable]) -> Unreachable:
+        """One error for several artifacts that could not reach the same host."""
+        first = errors[0]
+        labels = [e.label for e in errors]
+        joined = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+        err = Unreachable(first.label, first.url, first.reason, first.attempts)
+        err.args = (f"{joined}: cannot reach {first.host} ({first.reason}, {first.attempts} attempts); "
+                    f"{UNREACHABLE_HINT}",)
+        return err
+
+
+_CAUSES = (
+    ("Connection refused", "connection refused"),
+    ("Failed to resolve", "its name does not resolve"),
+    ("Name or service not known", "its name does not resolve"),
+    ("Temporary failure in name resolution", "its name does not resolve"),
+    ("nodename nor servname", "its name does not resolve"),
+    ("getaddrinfo failed", "its name does not resolve"),
+    ("Network is unreachable", "network unreachable"),
+    ("No route to host", "no route to host"),
+    ("timed out", "timed out"),
+    ("Connection reset", "connection reset"),
+    ("RemoteDisconnected", "the server closed the connection"),
+)
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """The cause of a failed connection in a few words (requests' message is a nested repr
+    that is cut mid-cause when shortened)."""
+    text = str(exc)
+    for needle, reason in _CAUSES:
+        if needle in text:
+            return reason
+    m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    return m.group(1).strip() if m else _one_line(text, 120)
 
 
 # the model lives in dockless.artifact (no requests import: `plan` stays fast)
@@ -274,7 +327,7 @@ class _Fetcher:
                 resp = self._request(url, {})
                 if resp is None:
                     failures += 1
-                    self._backoff(url, failures, self._last_error)
+                    self._backoff(url, failures, self._last_error, unreachable=True)
                     continue
                 with resp:
                     if resp.status_code in _NOT_FOUND:
@@ -316,7 +369,7 @@ class _Fetcher:
                 "check HTTPS_PROXY/HTTP_PROXY and NO_PROXY"
             ) from None
         except (requests.ConnectionError, requests.Timeout) as e:
-            self._last_error = _one_line(e, 160)
+            self._last_error = _connection_reason(e)
             return None
         except requests.exceptions.InvalidURL as e:
             raise DownloadError(f"{self.a.label}: invalid URL {url}: {_one_line(e)}") from None
@@ -325,8 +378,11 @@ class _Fetcher:
     def _status(resp: requests.Response) -> str:
         return f"{resp.status_code} {resp.reason or ''}".strip()
 
-    def _backoff(self, url: str, failures: int, reason: str, retry_after: float | None = None) -> None:
+    def _backoff(self, url: str, failures: int, reason: str, retry_after: float | None = None,
+                 unreachable: bool = False) -> None:
         if failures >= self.retry.attempts:
+            if unreachable:  # never connected: name the host and what to do
+                raise Unreachable(self.a.label, url, reason, failures)
             raise DownloadError(f"{self.a.label}: {url} failed after {failures} attempts: {reason}")
         self._check_cancel()
         self.retry.sleep(self.retry.delay(failures, retry_after))
@@ -375,7 +431,7 @@ class _Fetcher:
             resp = self._request(url, headers)
             if resp is None:
                 failures += 1
-                self._backoff(url, failures, self._last_error)
+                self._backoff(url, failures, self._last_error, unreachable=True)
                 continue
             with resp:
                 code = resp.status_code
@@ -654,6 +710,10 @@ def fetch_all(
         pool.shutdown(wait=True, cancel_futures=True)
         reporter.close()
     if errors:
+        first = errors[0]
+        if isinstance(first, Unreachable):  # one line for every artifact that could not reach that host
+            same = [e for e in errors if isinstance(e, Unreachable) and e.host == first.host]
+            errors = [Unreachable.combined(same)] + [e for e in errors if e not in same]
         for other in errors[1:]:  # the first is raised: its message is the caller's one line
             print(f"dockless: {_one_line(other)}", file=sys.stderr, flush=True)
         raise errors[0]

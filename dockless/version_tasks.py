@@ -8,6 +8,7 @@ from invoke import Collection, Context, Exit, task
 from dockless.namespace import _LOADED, load
 from dockless.registry import PluginError
 from dockless.settings import SettingsError, versions_file
+from dockless.taskargs import plain_values
 
 
 def _loaded() -> tuple[object, object]:
@@ -28,6 +29,7 @@ def _err(text: str) -> None:
 })
 def bundle(c: Context, directory: str, target: str | None = None) -> None:
     """Download and verify every artifact a target installs into DIRECTORY, for offline setup."""
+    plain_values("bundle", directory=(directory, "a directory"), target=(target, "a target (windows or linux)"))
     from dockless.bundle import BundleError, fresh_session, make_bundle
     from dockless.download import DownloadError
 

@@ -11,6 +11,7 @@ from invoke import Context, Exit, task
 from dockless import hookimpl
 from dockless.namespace import session_for
 from dockless.session import Session
+from dockless.taskargs import plain_values
 
 NAMESPACE = "k8s.io"  # the CRI's namespace: images imported here are visible to crictl and pods
 
@@ -20,8 +21,18 @@ def ctr(session: Session, *args: str) -> str:
     return shlex.join([str(session.local(lay.exe("ctr"))), "--address", lay.address, "--namespace", NAMESPACE, *args])
 
 
+def require_ctr(session: Session) -> None:
+    """ctr must be installed before any image task runs it (not bash's "No such file or directory")."""
+    exe = session.layout.exe("ctr")
+    if session.dry or not session.settings.native:
+        return
+    if not session.local(exe).is_file():
+        raise Exit(f"ctr not found at {exe}: run `invoke setup` first", 1)
+
+
 def _run(c: Context, line: str, what: str, hide: bool = True) -> Any:
-    result = c.run(line, hide=hide, warn=True)
+    # shown: stdout only, live; stderr is kept for the one-line failure (else it is printed twice)
+    result = c.run(line, hide=True if hide else "stderr", warn=True)
     if result is not None and not result.ok:
         err = (result.stderr or result.stdout or "").strip().splitlines()
         raise Exit(f"{what} failed: {err[-1] if err else 'exit ' + str(result.exited)}", 1)
@@ -40,16 +51,20 @@ def default_smoke_image(session: Session) -> tuple[str, list[str]]:
 @task(name="import", help={"path": "an OCI or docker image archive (tar)"})
 def import_(c: Context, path: str) -> None:
     """Load an OCI/docker image archive into containerd (namespace k8s.io)."""
+    plain_values("image.import", path=(path, "an image archive (a tar file)"))
     session = session_for(c)
     if not Path(path).is_file():
         raise Exit(f"image.import: {path}: no such file", 2)
+    require_ctr(session)
     _run(c, ctr(session, "images", "import", str(Path(path).resolve())), f"importing {path}", hide=False)
 
 
 @task(help={"ref": "image reference, e.g. mcr.microsoft.com/windows/nanoserver:ltsc2022"})
 def pull(c: Context, ref: str) -> None:
     """Pull an image with ctr (on Windows: checked against the host build first)."""
+    plain_values("image.pull", ref=(ref, "an image reference"))
     session = session_for(c)
+    require_ctr(session)
     if session.settings.target == "windows":
         from dockless.winimages import ImageMismatch, choose_image
 
@@ -64,13 +79,16 @@ def pull(c: Context, ref: str) -> None:
 def list_(c: Context) -> None:
     """List the images containerd has (namespace k8s.io)."""
     session = session_for(c)
+    require_ctr(session)
     print(_run(c, ctr(session, "images", "list", "--quiet"), "listing images").stdout, end="")
 
 
 @task(help={"image": "image to run (default: host-matching nanoserver on Windows, [images] smoke_image on Linux)"})
 def smoke(c: Context, image: str | None = None) -> None:
     """Run a one-shot container that prints hello (ctr run --rm), as the seed article does."""
+    plain_values("smoke", image=(image, "an image reference"))
     session = session_for(c)
+    require_ctr(session)
     default, cmd = default_smoke_image(session)
     image = image or default
     if session.settings.target == "windows":

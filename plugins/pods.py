@@ -34,6 +34,7 @@ from invoke import Context, Exit, task
 from dockless import hookimpl
 from dockless.namespace import session_for
 from dockless.session import Session
+from dockless.taskargs import plain_values
 from plugins._paths import TEMPLATES
 
 #: Keeps a Windows container running with what Nano Server has: cmd.exe and ping.exe.
@@ -542,6 +543,12 @@ def create(c: Context, name: str, namespace: str = "", image: str = "", command:
            env: list[str] | None = None, label: list[str] | None = None, pod_spec: str = "",
            container_spec: str = "", print_specs: bool = False) -> None:
     """Create and start a pod with one container (crictl runp, create, start); print its IP."""
+    plain_values("pod.create", name=(name, "a pod name"), namespace=(namespace, "a namespace"),
+                 image=(image, "an image reference"), command=(command, "a command"),
+                 port=(port, "a HOST:CONTAINER port mapping"), isolation=(isolation, "process or hyperv"),
+                 runtime=(runtime, "a runtime handler"), env=(env, "a KEY=VALUE pair"),
+                 label=(label, "a KEY=VALUE pair"), pod_spec=(pod_spec, "a pod.json file"),
+                 container_spec=(container_spec, "a container.json file"))
     session = session_for(c)
     plan = plan_pod(session, name=name, namespace=namespace, image=image, command=command, ports=port,
                     isolation=isolation, runtime=runtime, envs=env, labels=label,
@@ -646,6 +653,8 @@ def list_(c: Context) -> None:
 )
 def exec_(c: Context, name: str, command: str = "", namespace: str = "", container: str = "") -> None:
     """Run a command in the pod's container (interactive -it when stdin is a terminal)."""
+    plain_values("pod.exec", name=(name, "a pod name"), command=(command, "a command"),
+                 namespace=(namespace, "a namespace"), container=(container, "a container name"))
     session = session_for(c)
     windows = session.settings.target == "windows"
     tty = stdin_is_tty()
@@ -685,6 +694,8 @@ def exec_(c: Context, name: str, command: str = "", namespace: str = "", contain
 def logs(c: Context, name: str, follow: bool = False, tail: int = -1, namespace: str = "",
          container: str = "") -> None:
     """Print the logs of the pod's container (crictl logs)."""
+    plain_values("pod.logs", name=(name, "a pod name"), namespace=(namespace, "a namespace"),
+                 container=(container, "a container name"))
     session = session_for(c)
     cli = crictl_for(session)
     pod = find_pod(c, cli, name, namespace or None)
@@ -701,6 +712,7 @@ def logs(c: Context, name: str, follow: bool = False, tail: int = -1, namespace:
 )
 def rm(c: Context, name: str, namespace: str = "") -> None:
     """Stop and remove the pod and its containers, and the specs and logs dockless kept."""
+    plain_values("pod.rm", name=(name, "a pod name"), namespace=(namespace, "a namespace"))
     session = session_for(c)
     _check_name(name, "name")
     cli = crictl_for(session)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from dockless.download import (
     DownloadError,
     FetchStats,
     RetryPolicy,
+    Unreachable,
     fetch,
     fetch_all,
 )
@@ -216,6 +218,32 @@ def test_connection_refused_is_retried_then_reported(cache: Cache, sleeps: list[
     with pytest.raises(DownloadError, match=r"^crictl 1\.36\.0: http://127\.0\.0\.1:\d+/crictl\.tgz failed after 4"):
         fetch(a, cache, retry=retry)
     assert len(sleeps) == 3
+
+
+def test_unreachable_host_is_one_line_naming_it_and_the_way_out(cache: Cache, retry: RetryPolicy,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Offline (nothing listens, or the name does not resolve): one line for every artifact, the
+    host and the cause in a few words (not urllib3's repr cut mid-cause), DOCKLESS_MIRROR and
+    HTTPS_PROXY as the ways out; the other workers' identical errors are not printed."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    arts = [Artifact(k, "1.0.0", (f"http://127.0.0.1:{port}/{k}.tgz",), (f"http://127.0.0.1:{port}/{k}.tgz.sha256",))
+            for k in ("containerd", "runc", "cni-plugins")]
+    with pytest.raises(Unreachable) as ei:
+        fetch_all(arts, cache, progress=False, retry=retry)
+    message = str(ei.value)
+    assert "\n" not in message and capsys.readouterr().err == ""
+    assert re.fullmatch(r"(containerd|runc|cni-plugins) 1\.0\.0((, | and ).*)?: cannot reach 127\.0\.0\.1:%d "
+                        r"\(connection refused, 4 attempts\); check the network, or set DOCKLESS_MIRROR to a reachable "
+                        r"mirror \(or a folder written by `invoke bundle`\), or HTTPS_PROXY if this network needs a proxy"
+                        % port, message), message
+    from dockless.download import _connection_reason  # what requests says when DNS fails (no lookup here)
+
+    dns = ("HTTPSConnectionPool(host='github.com', port=443): Max retries exceeded with url: /kubernetes-sigs/cri-tools"
+           "/releases/download/v1.36.0/crictl.tgz (Caused by NameResolutionError(\"<urllib3.connection.HTTPSConnection "
+           "object at 0x7f>: Failed to resolve 'github.com' ([Errno -3] Temporary failure in name resolution)\"))")
+    assert _connection_reason(Exception(dns)) == "its name does not resolve"
 
 
 # ----------------------------------------------------------------------------- errors
