@@ -22,6 +22,11 @@ class StepFailed(Exception):
     """An expected failure: one line naming what failed and what to do."""
 
 
+class Refusal(StepFailed):
+    """A step refuses because of what is on disk already (the user's files): ``setup`` plans
+    every step first and stops with this before it changes anything."""
+
+
 @dataclass
 class Action:
     """Base: ``describe`` is the plan line, ``run`` does it."""
@@ -79,6 +84,18 @@ class Install(Action):
     members: tuple[str, ...] | None = None
     flatten: bool = False
     rename: str | None = None  # single-file assets (runc.amd64 → runc)
+    replaces: tuple[str, ...] = ()  # files at its destinations that are not dockless's (moved aside with --force)
+
+    def targets(self) -> list[PurePath] | None:
+        """The files this install writes (target paths); None when it unpacks a whole archive
+        (known only once it is downloaded)."""
+        if self.rename:
+            return [self.dest / self.rename]
+        if self.members is None:
+            return None
+        if self.flatten:
+            return [self.dest / m.rstrip("/").rsplit("/", 1)[-1] for m in self.members]
+        return [self.dest.joinpath(*[p for p in m.split("/") if p not in ("", ".")]) for m in self.members]
 
     @property
     def unverifiable(self) -> str:
@@ -102,7 +119,9 @@ class Install(Action):
             check = "UNVERIFIED: no checksum, allowed by [unverified] in dockless.toml"
         else:
             check = "no sha256 pinned: run `invoke versions.lock` first"
-        return f"download {self.artifact.urls[0]} ({check}); install {what} into {self.dest}"
+        moved = f"; move aside {', '.join(self.replaces)} (not dockless's; kept as .bak, teardown puts it back)" \
+            if self.replaces else ""
+        return f"download {self.artifact.urls[0]} ({check}); install {what} into {self.dest}{moved}"
 
     def run(self, session: Session, component: str) -> None:
         session.install(self, component)

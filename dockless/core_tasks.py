@@ -10,6 +10,7 @@ from dockless.namespace import _LOADED, load, session_for
 from dockless.registry import PluginError, Registry
 from dockless.session import Session
 from dockless.settings import SettingsError
+from dockless.taskargs import plain_values
 
 
 @task(help={
@@ -66,6 +67,7 @@ def summary(session: Session) -> None:
 @task(help={"target": "windows or linux (default: DOCKLESS_TARGET or this host)", "json": "print JSON"})
 def plan(c: Context, target: str | None = None, json: bool = False) -> None:
     """Show what `setup` would change, step by step; nothing is touched."""
+    plain_values("plan", target=(target, "a target (windows or linux)"))
     if not _LOADED:
         load()
     try:
@@ -181,8 +183,13 @@ def doctor(c: Context, fix: bool = False) -> None:
     require_host(session, "doctor")
     found = checks(read_only(session))
     print_checks(found)
-    if fix and any(ch.ok is False and ch.fixable for ch in found):
+    fixable = [ch for ch in found if ch.ok is False and ch.fixable]
+    if fix and not fixable and any(ch.ok is False for ch in found):
+        print("nothing here that doctor --fix can fix: see the fix named on each FAIL line")
+    if fix and fixable:
         print("fixing:")
+        for ch in fixable:
+            print(f"  {ch.name}: {ch.fix}")
         for line in apply_fixes(session, found):
             print(f"  fix failed: {line}")
         print("after the fixes:")
@@ -200,12 +207,18 @@ def doctor(c: Context, fix: bool = False) -> None:
 def teardown(c: Context, purge: bool = False, yes: bool = False, force: bool = False) -> None:
     """Undo what the manifest records, in reverse order: stop containerd, undo steps, remove dockless's files."""
     from dockless.hoststate import require_host
-    from dockless.teardown import data_dirs, print_teardown, teardown as run_teardown
+    from dockless.teardown import data_dirs, left_to_purge, print_teardown, teardown as run_teardown
 
     session = session_for(c)
     require_host(session, "teardown")
     if not session.manifest.path.exists():
         print(f"nothing to tear down: no manifest at {session.manifest.path}")
+        return
+    m = session.manifest
+    left = left_to_purge(session) if m.purge else []
+    if left and not purge and not (m.files or m.components or m.records or m.backups or m.pending):
+        print(f"nothing to tear down but containerd's data and log: {', '.join(left)} "
+              f"(`invoke teardown --purge --yes` removes them)")
         return
     if purge and not yes:
         dirs = " and ".join(str(d) for d in data_dirs(session))

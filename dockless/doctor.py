@@ -283,19 +283,25 @@ def check_encoding(session: Session) -> list[Check]:
         if entry["kind"] == "rendered":
             paths[path] = target_path(session, path)
     found = []
+    read = 0
     for key in sorted(paths):
         local = session.local(paths[key])
         try:
             raw = local.read_bytes()
         except OSError:
             continue
+        read += 1
         encoding = bad_encoding(raw)
         if encoding and encoding in _CODECS:
             found.append(Check("encoding", False, f"{paths[key]} is {encoding}: containerd, CNI and crictl read only UTF-8 without BOM",
                                "re-save it as UTF-8 without BOM (a backup is kept)", apply=_reencoder(paths[key])))
         elif encoding:
             found.append(Check("encoding", False, f"{paths[key]} is {encoding}", "re-save it as UTF-8, or `invoke setup --force`"))
-    return found or [Check("encoding", True, f"{len(paths)} config file(s) are UTF-8 without BOM")]
+    if found:
+        return found
+    if not read:
+        return [Check("encoding", None, "no config files to check (none of dockless's config files exists)")]
+    return [Check("encoding", True, f"{read} config file(s) are UTF-8 without BOM")]
 
 
 def _reencoder(path: PurePath) -> Callable[[Session], None]:

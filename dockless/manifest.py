@@ -24,6 +24,14 @@ class Manifest:
     records: list[dict[str, str]] = field(default_factory=list)
     dry: bool = False
     dirs: list[str] = field(default_factory=list)  # folders dockless created (teardown removes them when empty)
+    # the user's files dockless moved aside (setup --force) to put its own there: target -> {backup, component};
+    # teardown puts them back
+    backups: dict[str, dict[str, str]] = field(default_factory=dict)
+    # files an install is writing right now (target -> component): recorded before the first byte, so a
+    # run killed mid-install knows them for its own when it runs again
+    pending: dict[str, str] = field(default_factory=dict)
+    # what teardown without --purge left for `teardown --purge` (containerd's data and log)
+    purge: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path, dry: bool = False) -> Manifest:
@@ -36,17 +44,23 @@ class Manifest:
             os.replace(path, path.with_suffix(".json.corrupt"))
             return cls(path, dry=dry)
         return cls(path, data.get("files", {}), data.get("components", {}), data.get("records", []), dry,
-                   data.get("dirs", []))
+                   data.get("dirs", []), data.get("backups", {}), data.get("pending", {}), data.get("purge", []))
 
     def save(self) -> None:
         if self.dry:
             return
         data = {"format": FORMAT, "files": self.files, "components": self.components, "records": self.records,
-                "dirs": self.dirs}
+                "dirs": self.dirs, "backups": self.backups, "pending": self.pending, "purge": self.purge}
         atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True).encode() + b"\n")
 
+    @property
+    def empty(self) -> bool:
+        """Nothing recorded that teardown still has to undo, restore or purge."""
+        return not (self.files or self.components or self.records or self.backups or self.pending or self.purge)
+
     # -- files -------------------------------------------------------------------------------
-    def record_file(self, target: str, local: Path, component: str, kind: str, sha256: str | None = None) -> None:
+    def record_file(self, target: str, local: Path, component: str, kind: str, sha256: str | None = None,
+                    step: str | None = None) -> None:
         st = local.stat()
         self.files[target] = {
             "sha256": sha256 or sha256_file(local),
@@ -55,6 +69,8 @@ class Manifest:
             "component": component,
             "kind": kind,
         }
+        if step:  # the step that wrote it: teardown removes it under that step
+            self.files[target]["step"] = step
         self.save()
 
     def file_state(self, target: str, local: Path) -> str:
@@ -72,6 +88,24 @@ class Manifest:
 
     def forget_file(self, target: str) -> None:
         if self.files.pop(target, None) is not None:
+            self.save()
+
+    # -- the user's files moved aside, installs in progress ------------------------------------
+    def add_backup(self, target: str, backup: str, component: str) -> None:
+        self.backups[target] = {"backup": backup, "component": component}
+        self.save()
+
+    def forget_backup(self, target: str) -> None:
+        if self.backups.pop(target, None) is not None:
+            self.save()
+
+    def set_pending(self, targets: list[str], component: str) -> None:
+        self.pending.update({t: component for t in targets})
+        self.save()
+
+    def clear_pending(self, targets: list[str]) -> None:
+        popped = [t for t in targets if self.pending.pop(t, None) is not None]
+        if popped:
             self.save()
 
     # -- components and host records -----------------------------------------------------------

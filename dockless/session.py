@@ -5,24 +5,29 @@ A task body calls :func:`run_step`; the session is shared by every task of one `
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path, PurePath
 from typing import Any
 
 from invoke import Context, Exit
 
 from dockless import killpoint, powershell
-from dockless.actions import Action, Install, StepFailed, Warn, WriteFile
-from dockless.files import as_utf8, atomic_write, bad_encoding, read_bytes, sha256_bytes, unified_diff
+from dockless.actions import Action, Install, Refusal, StepFailed, Warn, WriteFile
+from dockless.files import as_utf8, atomic_write, backup_name, bad_encoding, read_bytes, sha256_bytes, unified_diff
 from dockless.layout import Layout, layout_for, local_path
 from dockless.manifest import Manifest
 from dockless.model import Component, Step, config_key
 from dockless.registry import PluginError, Registry
 from dockless.settings import Settings, SettingsError
 from dockless.versions import VersionError
+
+
+class InstallConflict(Refusal):
+    """An install would overwrite a file that is not dockless's (refused before anything is done)."""
+
 
 def _console() -> Any:
     from rich.console import Console  # imported on use: keeps `invoke --list` fast
@@ -203,14 +208,16 @@ class Session:
         if state == "ours":
             why = f"re-encode {encoding} as UTF-8 without BOM" if encoding else "update"
             return [WriteFile(path, content, mode, why, diff)]
+        whose = "exists and was not written by dockless" if state == "unknown" else "was changed outside dockless"
         if self.settings.force:
-            return [WriteFile(path, content, mode, "replace a file not written by dockless; backup kept", diff, backup=True)]
+            what = "a file not written by dockless" if state == "unknown" else "a file changed outside dockless"
+            return [WriteFile(path, content, mode, f"replace {what}; backup kept", diff, backup=True)]
         if encoding:
             raise StepFailed(
                 f"{path} is {encoding}: containerd and CNI read only UTF-8 without BOM (containerd says "
                 f"'bare keys cannot contain …'); re-run with --force to rewrite it (a backup is kept)"
             )
-        return [Warn(f"{path} was changed outside dockless; keeping it (run with --force to replace it, a backup is kept):\n{diff}")]
+        return [Warn(f"{path} {whose}; keeping it (run with --force to replace it, a backup is kept):\n{diff}")]
 
     def _reencoded(self, target: str, current: bytes) -> bool:
         """True when ``current`` is the text dockless recorded for ``target``, in another
@@ -235,12 +242,16 @@ class Session:
             return
         local = self.local(action.path)
         if action.backup and local.exists():
-            backup = local.with_name(f"{local.name}.{datetime.now():%Y%m%d-%H%M%S}.bak")
+            theirs = self.manifest.file_state(str(action.path), local) == "unknown"
+            backup = backup_name(local)
+            if theirs:  # the user's own file (not an edit of dockless's): teardown puts it back
+                self.manifest.add_backup(str(action.path), str(action.path.with_name(backup.name)), component)
             shutil.copy2(local, backup)
-            self.console.print(f"  backup of {action.path} kept at {backup}")
+            then = " (teardown puts it back)" if theirs else ""
+            self.console.print(f"  backup of {action.path} kept at {backup}{then}", markup=False)
         self.record_new_dirs(action.path.parent)
         atomic_write(local, action.content, action.mode)
-        self.manifest.record_file(str(action.path), local, component, "rendered")
+        self.manifest.record_file(str(action.path), local, component, "rendered", step=self.current_step)
 
     def record_new_dirs(self, path: PurePath) -> None:
         """Note in the manifest the folders of ``path`` (a target folder) that do not exist yet:
@@ -260,6 +271,37 @@ class Session:
         self.local(path).unlink(missing_ok=True)
         self.manifest.forget_file(str(path))
 
+    def install_conflicts(self, action: Install) -> list[tuple[PurePath, str]]:
+        """The files at ``action``'s destinations that dockless did not install (``unknown``) or
+        that changed since it did (``edited``); files of an install a killed run left half done
+        (``pending`` in the manifest) are dockless's own."""
+        if not self.settings.native:
+            return []
+        found = []
+        for target in action.targets() or []:
+            if str(target) in self.manifest.pending:
+                continue
+            state = self.manifest.file_state(str(target), self.local(target))
+            if state in ("unknown", "edited"):
+                found.append((target, state))
+        return found
+
+    def check_install(self, action: Install) -> None:
+        """Refuse (without --force) to install over a file that is not dockless's; with --force
+        note it on the action, whose run moves it aside (see :meth:`install`)."""
+        conflicts = self.install_conflicts(action)
+        if not conflicts:
+            return
+        if self.settings.force:
+            action.replaces = tuple(str(t) for t, _s in conflicts)
+            return
+        target, state = conflicts[0]
+        others = [str(t) for t, _s in conflicts[1:]]
+        more = f" (and {len(others)} more: {', '.join(others)})" if others else ""
+        why = "exists and was not installed by dockless" if state == "unknown" else "was changed since dockless installed it"
+        raise InstallConflict(f"{target} {why}{more}; move it away, or re-run with --force to replace it "
+                              f"(it is kept as {target.name}.<timestamp>.bak and teardown puts it back)")
+
     def install(self, action: Install, component: str) -> None:
         from dockless.archive import ArchiveError, DigestMismatch, extract, raw_install
         from dockless.download import fetch
@@ -268,6 +310,18 @@ class Session:
             return
         blob = fetch(action.artifact, self.cache)
         dest = self.local(action.dest)
+        conflicts = self.install_conflicts(action)
+        if conflicts and not self.settings.force:  # planned before: a file appeared since
+            raise InstallConflict(f"{conflicts[0][0]} is not dockless's; re-run with --force to replace it (a backup is kept)")
+        for target, _state in conflicts:  # the user's file: moved aside, recorded, put back by teardown
+            local = self.local(target)
+            backup = backup_name(local)
+            self.manifest.add_backup(str(target), str(target.with_name(backup.name)), component)
+            os.replace(local, backup)
+            self.manifest.forget_file(str(target))
+            self.console.print(f"  moved {target} (not dockless's) to {backup}; teardown puts it back", markup=False)
+        targets = [str(t) for t in action.targets() or []]
+        self.manifest.set_pending(targets, component)  # a kill from here on leaves files that are ours
         for member in (action.rename,) if action.rename else (action.members or ("",)):
             self.record_new_dirs(action.dest if action.flatten or not member else (action.dest / member).parent)
         digests: dict[Path, str] = {}  # each file's sha256, taken while it was written (not read again)
@@ -284,7 +338,9 @@ class Session:
         for path in written:
             target = action.dest / path.relative_to(dest).as_posix()
             self.manifest.files.pop(str(target), None)
-            self.manifest.record_file(str(target), path, component, "installed", sha256=digests.get(path))
+            self.manifest.record_file(str(target), path, component, "installed", sha256=digests.get(path),
+                                      step=self.current_step)
+        self.manifest.clear_pending(targets)
         self.manifest.set_component(component, version=action.artifact.version)
 
     def run_command(self, line: str, why: str, env: dict[str, str] | None = None) -> Any:
@@ -320,6 +376,9 @@ class Session:
             actions = list(step.plan(self))
         except VersionError as exc:  # a missing or unusable pin: one line naming the key
             raise StepFailed(str(exc)) from None
+        for action in actions:  # every install plan: a file that is not dockless's is not overwritten silently
+            if isinstance(action, Install):
+                self.check_install(action)
 
         if any(not isinstance(a, Warn) for a in actions):
             self.changed.add(step_id)
@@ -348,6 +407,7 @@ class Session:
         comp, _step = self.lookup(step_id)
         killpoint.at(f"{step_id}:before")  # test hook (convergence tests); a no-op otherwise
         start = time.perf_counter()
+        self.current_step = step_id
         try:
             actions = self.plan_step(step_id)
             for action in actions:  # refuse before anything of this step is done
@@ -387,6 +447,7 @@ class Session:
         return result
 
     timings: bool = False
+    current_step: str | None = None  # the step running now (the manifest notes which step wrote a file)
 
     def _acquire_lock(self) -> None:
         if self._lock is not None or self.dry:
@@ -420,7 +481,12 @@ class Session:
         makes this a no-op). The steps then install from the cache."""
         from dockless.download import fetch_all
 
-        planned = [a for sid in self.steps for a in self._quiet_plan(sid) if isinstance(a, Install)]
+        planned = []
+        for sid in self.steps:
+            try:
+                planned += [a for a in self._quiet_plan(sid) if isinstance(a, Install)]
+            except Refusal as exc:  # refused before anything is downloaded or changed
+                raise Exit(f"{sid} failed: {exc}", 1) from None
         self.changed.clear()
         if planned and not self.dry:
             try:
@@ -431,6 +497,8 @@ class Session:
     def _quiet_plan(self, step_id: str) -> list[Action]:
         try:
             return self.plan_step(step_id)
+        except Refusal:
+            raise
         except StepFailed:
             return []  # reported when the step itself runs
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
+from typing import Any
 
 from dockless.actions import StepFailed, Warn
 from dockless.files import backup_name
@@ -16,13 +18,21 @@ from dockless.session import Session
 @dataclass
 class TeardownReport:
     removed: list[str] = field(default_factory=list)
-    backups: list[str] = field(default_factory=list)  # "path -> backup"
+    backups: list[str] = field(default_factory=list)  # "path -> backup" (printed as it happens)
+    restored: list[str] = field(default_factory=list)  # the user's files put back from their backup
     kept: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
 
 def data_dirs(session: Session) -> list[PurePath]:
-    return [session.layout.containerd_root, session.layout.containerd_state]
+    """containerd's root and state dirs, and whatever an earlier teardown (without --purge)
+    recorded as still to purge."""
+    found = [session.layout.containerd_root, session.layout.containerd_state]
+    for text in session.manifest.purge:
+        path = target_path(session, text)
+        if path not in found and path != session.layout.log_file:
+            found.append(path)
+    return found
 
 
 def teardown(session: Session, *, purge: bool = False, force: bool = False) -> TeardownReport:
@@ -50,14 +60,19 @@ def teardown(session: Session, *, purge: bool = False, force: bool = False) -> T
                         session.console.print(f"  {sid}: undo: {action.describe()}", markup=False)
                     action.run(session, comp.name)
                     changed = changed or not isinstance(action, Warn)
-                if first_of[comp.name] == sid and comp.name in undo_failed:
+                last = first_of[comp.name] == sid  # the component's first step: undone last
+                if last and comp.name in undo_failed:
                     report.kept.append(f"the files of {comp.name}: an undo of it failed (a running service may use them)")
-                elif first_of[comp.name] == sid:
-                    count = sum(e["component"] == comp.name for e in manifest.files.values())
+                elif comp.name not in undo_failed:
+                    # each file under the step that wrote it; the component's first step takes the rest
+                    # (files recorded before the manifest named steps)
+                    here = _written_by(session, sid, last)
+                    count = sum(e["component"] == comp.name and here(e) for e in manifest.files.values())
                     if count:
                         session.console.print(f"  {sid}: remove the {count} file(s) dockless wrote for {comp.name}", markup=False)
-                    changed = _remove_component(session, comp.name, force, report) or changed
-                    if not session.dry:
+                    changed = _remove_component(session, comp.name, force, report, here) or changed
+                    if last and not session.dry:
+                        changed = _finish_component(session, comp.name, report) or changed
                         for rec in [r for r in manifest.records if r["component"] == comp.name]:
                             manifest.remove_record(rec["kind"], rec["value"])
             except (StepFailed, OSError) as exc:
@@ -67,8 +82,12 @@ def teardown(session: Session, *, purge: bool = False, force: bool = False) -> T
                 continue
             session._finish(sid, "changed" if changed else "ok", start)
         active = {c.name for c in session.components}
-        for other in sorted({e["component"] for e in manifest.files.values()} - active):
-            _remove_component(session, other, force, report)  # files of a component no longer in the graph
+        leftover = {e["component"] for e in manifest.files.values()} | set(manifest.pending.values()) \
+            | {b["component"] for b in manifest.backups.values()}
+        for other in sorted(leftover - active):  # files of a component no longer in the graph
+            _remove_component(session, other, force, report)
+            if not session.dry:
+                _finish_component(session, other, report)
         for rec in manifest.records:
             report.kept.append(f"{rec['kind']} {rec['value']} of {rec['component']}: that component is not active, "
                                f"so its undo cannot run (enable it and run teardown again)")
@@ -79,17 +98,26 @@ def teardown(session: Session, *, purge: bool = False, force: bool = False) -> T
             _finish_teardown(session, report)
     finally:
         session.release()
-    if not report.failed and not session.dry:
+    if not report.failed and not session.dry:  # the folders stay recorded while the manifest is kept
         lock = session.local(session.layout.dockless_dir / "dockless.lock")
         lock.unlink(missing_ok=True)
         _remove_empty_dirs(session, report)
     return report
 
 
-def _remove_component(session: Session, component: str, force: bool, report: TeardownReport) -> bool:
+def _written_by(session: Session, sid: str, last: bool) -> Callable[[dict[str, Any]], bool]:
+    """Selects the manifest entries step ``sid`` removes: those it wrote and, for the component's
+    first step (undone last), those of no known step."""
+    return lambda entry: entry.get("step") == sid or (last and entry.get("step") not in session.steps)
+
+
+def _remove_component(session: Session, component: str, force: bool, report: TeardownReport,
+                      here: Callable[[dict[str, Any]], bool] = lambda _e: True) -> bool:
+    """Remove the files dockless recorded for ``component`` (those ``here`` selects); an edited
+    one is moved aside unless ``force``; a file of the user's that dockless moved aside is put back."""
     changed = False
     for path, entry in sorted(session.manifest.files.items(), reverse=True):
-        if entry["component"] != component:
+        if entry["component"] != component or not here(entry):
             continue
         target = target_path(session, path)
         local = session.local(target)
@@ -107,10 +135,47 @@ def _remove_component(session: Session, component: str, force: bool, report: Tea
             local.unlink()
             report.removed.append(path)
         session.manifest.forget_file(path)
-    if component in session.manifest.components and not session.dry:
-        session.manifest.components.pop(component)
-        session.manifest.save()
+        _restore(session, path, report)
     return changed
+
+
+def _finish_component(session: Session, component: str, report: TeardownReport) -> bool:
+    """After the component's files: the files of an install a killed run left half done (the
+    manifest noted them before writing), the user's files still moved aside, its version."""
+    changed = False
+    manifest = session.manifest
+    for path in sorted(p for p, comp in manifest.pending.items() if comp == component):
+        local = session.local(target_path(session, path))
+        if local.is_file() or local.is_symlink():
+            local.unlink()
+            report.removed.append(path)
+            changed = True
+        manifest.clear_pending([path])
+    for path in sorted(p for p, b in manifest.backups.items() if b["component"] == component):
+        changed = _restore(session, path, report) or changed
+    if component in manifest.components:
+        manifest.components.pop(component)
+        manifest.save()
+    return changed
+
+
+def _restore(session: Session, path: str, report: TeardownReport) -> bool:
+    """Put back the user's file dockless moved aside to put its own at ``path``."""
+    entry = session.manifest.backups.get(path)
+    if entry is None or session.dry:
+        return False
+    local = session.local(target_path(session, path))
+    backup = session.local(target_path(session, entry["backup"]))
+    if not backup.exists():
+        report.kept.append(f"{path}: its backup {entry['backup']} is gone, nothing to put back")
+    elif local.exists() or local.is_symlink():
+        report.kept.append(f"{entry['backup']}: not put back, {path} exists again")
+    else:
+        os.replace(backup, local)
+        report.restored.append(path)
+        session.console.print(f"  put back your {path} (from {entry['backup']})", markup=False)
+    session.manifest.forget_backup(path)
+    return True
 
 
 def _mounts_under(folder: Path) -> list[str]:
@@ -157,20 +222,31 @@ def _purge(session: Session, report: TeardownReport) -> None:
         report.removed.append(str(session.layout.log_file))
 
 
+def left_to_purge(session: Session) -> list[str]:
+    """containerd's data dirs and log that still exist (what ``teardown --purge`` removes)."""
+    kept = [str(f) for f in data_dirs(session) if session.local(f).exists()]
+    if session.local(session.layout.log_file).exists():
+        kept.append(str(session.layout.log_file))
+    return kept
+
+
 def _finish_teardown(session: Session, report: TeardownReport) -> None:
+    """The manifest goes only when nothing it records remains: containerd's data left without
+    --purge stays recorded, so that a later ``teardown --purge`` still finds and removes it."""
     from plugins.containerd_service import pid_file
 
     pid = pid_file(session)
     if pid.exists():
         pid.unlink()
-    session.manifest.path.unlink(missing_ok=True)
-    report.removed.append(str(session.manifest.path))
-    if not purge_done(session):
-        kept = [str(f) for f in data_dirs(session) if session.local(f).exists()]
-        if session.local(session.layout.log_file).exists():
-            kept.append(str(session.layout.log_file))
-        if kept:
-            report.kept.append(f"containerd data and log: {', '.join(kept)} (teardown --purge removes them)")
+    manifest = session.manifest
+    manifest.purge = left_to_purge(session)
+    if manifest.purge:
+        report.kept.append(f"containerd data and log: {', '.join(manifest.purge)} (teardown --purge removes them)")
+    if manifest.empty:
+        manifest.path.unlink(missing_ok=True)
+        report.removed.append(str(manifest.path))
+    else:
+        manifest.save()
 
 
 def purge_done(session: Session) -> bool:
@@ -188,9 +264,7 @@ def _remove_empty_dirs(session: Session, report: TeardownReport) -> None:
 def print_teardown(report: TeardownReport, session: Session) -> None:
     from rich.markup import escape
 
-    out = session.console
-    for line in report.backups:
-        out.print(f"backup: {line}", markup=False)
+    out = session.console  # backups and restored files were named as they happened
     for line in report.kept:
         out.print(f"kept: {line}", markup=False)
     for line in report.failed:

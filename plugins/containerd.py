@@ -8,7 +8,7 @@ from typing import Any
 from invoke import Context
 
 from dockless import hookimpl
-from dockless.actions import Action, Install, StepFailed, WriteFile
+from dockless.actions import Action, Install, Refusal, WriteFile
 from dockless.model import Component, Setting, Step, image_reference
 from dockless.namespace import run_step
 from dockless.render import render
@@ -130,7 +130,8 @@ def declared_schema(content: bytes) -> int | None:
 
 def check_kept_config(session: Session, path: PurePath) -> None:
     """A config.toml dockless keeps (the user's, drift without --force) must still declare the
-    schema of the pinned containerd (field case C03): refuse it here, before the service starts,
+    schema of the pinned containerd (field case C03): refuse it here (``setup``: before it changes
+    anything), before the service starts,
     not with containerd's own error (or a silent migration that drops keys) afterwards."""
     from dockless.files import read_bytes
 
@@ -141,10 +142,10 @@ def check_kept_config(session: Session, path: PurePath) -> None:
     wanted = schema_for(v)
     declared = declared_schema(current)
     if declared is None:
-        raise StepFailed(f"{path} is not valid TOML and containerd {v} cannot load it; fix it, "
+        raise Refusal(f"{path} is not valid TOML and containerd {v} cannot load it; fix it, "
                          f"or re-run with --force to replace it (a backup is kept)")
     if declared != wanted:
-        raise StepFailed(f"{path} declares version = {declared} but containerd {v} needs config schema {wanted} "
+        raise Refusal(f"{path} declares version = {declared} but containerd {v} needs config schema {wanted} "
                          f"(1.x: 2, 2.0-2.2: 3, 2.3+: 4); update the file, or re-run with --force to replace it "
                          f"(a backup is kept)")
 

@@ -13,7 +13,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from dockless import killpoint, powershell
-from dockless.actions import Action, Call, PowerShell, StepFailed
+from dockless.actions import Action, Call, PowerShell, Refusal, StepFailed
 from dockless.powershell import quote
 from dockless.render import render
 from dockless.session import Session
@@ -115,9 +115,27 @@ def start_process(session: Session) -> None:
     remember_start(session)
     result = session.c.run(daemon_line(session), hide=True, env=env)
     pid = int(result.stdout.strip().splitlines()[-1])
-    killpoint.at("containerd.service:started")  # test hook: launched, pid file not yet written
-    pid_file(session).write_text(f"{pid}\n")
-    wait_for_socket(session, pid)
+    try:
+        killpoint.at("containerd.service:started")  # test hook: launched, pid file not yet written
+        pid_file(session).write_text(f"{pid}\n")
+        wait_for_socket(session, pid)
+    except BaseException:  # the step fails: the containerd it started must not run on (no orphan)
+        stop_started(session, pid)
+        raise
+
+
+def stop_started(session: Session, pid: int) -> None:
+    """Stop the containerd this run started (and any other started from dockless's binary
+    with dockless's config) after ``containerd.service`` failed, and say so."""
+    pids = [pid] + [p for p in our_processes(session) if p != pid]
+    for each in pids:
+        try:
+            stop_process(session, each, timeout=10.0)
+        except OSError:
+            continue  # already gone
+    pid_file(session).unlink(missing_ok=True)
+    session.console.print(f"  containerd.service: stopped the containerd it started (pid {', '.join(map(str, pids))})",
+                          markup=False)
 
 
 def wait_for_socket(session: Session, pid: int, timeout: float = 30.0) -> None:
@@ -139,7 +157,11 @@ def stop_process(session: Session, pid: int | None = None, timeout: float = 15.0
     pid = pid or running_pid(session)
     if pid is None:
         return
-    os.kill(pid, 15)
+    try:
+        os.kill(pid, 15)
+    except ProcessLookupError:  # already gone
+        pid_file(session).unlink(missing_ok=True)
+        return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -148,7 +170,10 @@ def stop_process(session: Session, pid: int | None = None, timeout: float = 15.0
             break
         time.sleep(0.05)
     else:
-        os.kill(pid, 9)
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
     pid_file(session).unlink(missing_ok=True)
 
 
@@ -192,7 +217,10 @@ def _wait_systemd(session: Session) -> None:
     deadline = time.monotonic() + 30
     while not socket_answers(session.layout.address):
         if time.monotonic() > deadline:
-            raise StepFailed(f"containerd did not answer on {session.layout.address}; see `journalctl -u containerd`")
+            # dockless (re)started the unit: do not leave it running (or restarting) with what failed
+            session.c.run(f"systemctl stop {SERVICE_NAME}", hide=True, warn=True)
+            raise StepFailed(f"containerd did not answer on {session.layout.address} and was stopped again; "
+                             f"see `journalctl -u containerd`")
         time.sleep(0.1)
 
 
@@ -267,7 +295,8 @@ def wait_pipe_script(session: Session, seconds: int = 60) -> str:
     pipe = quote(session.layout.address)
     return (f"$deadline = (Get-Date).AddSeconds({seconds})\n"
             f"while (-not (Test-Path {pipe})) {{\n"
-            f"    if ((Get-Date) -gt $deadline) {{ throw 'containerd did not open its pipe within {seconds}s: see {session.layout.log_file}' }}\n"
+            f"    if ((Get-Date) -gt $deadline) {{ Stop-Service containerd -ErrorAction SilentlyContinue; "
+            f"throw 'containerd did not open its pipe within {seconds}s and was stopped again: see {session.layout.log_file}' }}\n"
             f"    Start-Sleep -Milliseconds 250\n}}\n")
 
 
@@ -331,7 +360,80 @@ def undo_service(session: Session) -> list[Action]:
     return actions
 
 
+# The paths a config.toml makes containerd use, and containerd's defaults when it names none.
+DEFAULT_PATHS = {
+    "linux": {"root": "/var/lib/containerd", "state": "/run/containerd",
+              "grpc.address": "/run/containerd/containerd.sock", "opt": "/opt/containerd"},
+    "windows": {"root": r"C:\ProgramData\containerd\root", "state": r"C:\ProgramData\containerd\state",
+                "grpc.address": r"\\.\pipe\containerd-containerd"},
+}
+
+
+def config_paths(data: dict[str, Any], target: str) -> dict[str, tuple[str, bool]]:
+    """``{key: (value, is_default)}`` for root, state, grpc.address (and on Linux the opt
+    plugin's path) as containerd reads them from a parsed config.toml."""
+    defaults = DEFAULT_PATHS[target]
+    grpc = data.get("grpc") if isinstance(data.get("grpc"), dict) else {}
+    plugins = data.get("plugins") if isinstance(data.get("plugins"), dict) else {}
+    opt = plugins.get("io.containerd.internal.v1.opt")
+    given = {"root": data.get("root"), "state": data.get("state"), "grpc.address": grpc.get("address"),
+             "opt": opt.get("path") if isinstance(opt, dict) else None}
+    return {key: (str(given[key]), False) if given[key] else (default, True) for key, default in defaults.items()}
+
+
+def _same_path(a: str, b: str, target: str) -> bool:
+    if target == "windows":
+        return a.replace("/", "\\").rstrip("\\").casefold() == b.replace("/", "\\").rstrip("\\").casefold()
+    return os.path.normpath(a) == os.path.normpath(b)
+
+
+def _under(path: str, root: str) -> bool:
+    path, root = os.path.normpath(path), os.path.normpath(root)
+    return root == "/" or path == root or path.startswith(root + "/")
+
+
+def check_config_paths(session: Session) -> None:
+    """Refuse to start containerd with a config.toml (one dockless kept: the user's) whose
+    root, state or gRPC address is not where dockless's layout puts them: containerd would
+    serve on the host's socket and fill the host's /var/lib/containerd (outside DOCKLESS_ROOT),
+    and dockless would wait on a socket nobody opens."""
+    import tomllib
+
+    from dockless.files import read_bytes
+
+    lay = session.layout
+    local = session.local(lay.containerd_config)
+    raw = read_bytes(local)
+    if raw is None:
+        return
+    if session.settings.force and session.manifest.file_state(str(lay.containerd_config), local) != "ours":
+        return  # containerd.config replaces it with dockless's (a backup is kept)
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return  # containerd.config names that problem
+    target = session.settings.target
+    wanted = {"root": str(lay.containerd_root), "state": str(lay.containerd_state), "grpc.address": lay.address}
+    wrong = []
+    for key, (value, default) in config_paths(data, target).items():
+        if key == "opt":  # dockless sets it under the root; elsewhere is fine unless DOCKLESS_ROOT is set
+            if target == "linux" and session.settings.root and not _under(value, session.settings.root):
+                wrong.append(f"[plugins.\"io.containerd.internal.v1.opt\"] path = '{value}'"
+                             + (" (containerd's default, the key is absent)" if default else "")
+                             + f" is outside DOCKLESS_ROOT {session.settings.root}")
+            continue
+        if not _same_path(value, wanted[key], target):
+            wrong.append(f"{key} = '{value}'" + (" (containerd's default, the key is absent)" if default else "")
+                         + f" but dockless uses '{wanted[key]}'")
+    if wrong:
+        raise Refusal(f"{lay.containerd_config} sets {'; '.join(wrong)}: containerd would run outside "
+                         f"dockless's layout; re-run with --force to let dockless write its config (a backup of "
+                         f"yours is kept), or set those keys in it")
+
+
 def plan_service(session: Session) -> list[Action]:
+    if session.settings.native:
+        check_config_paths(session)  # before anything starts containerd with that config
     if session.settings.target == "windows":
         return plan_service_windows(session)
     if session.settings.service == "systemd":

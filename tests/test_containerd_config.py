@@ -341,7 +341,9 @@ def test_c03_kept_user_file_with_another_schema_is_refused_before_the_service(tm
     # `plan` says so too: the step is shown as blocked, with the same reason, and planning goes on
     entries = make_session(tmp_path, "linux", pin).plan()
     blocked = [e for e in entries if e.blocked]
-    assert [e.task for e in blocked] == ["containerd.config"] and f"version = {declared}" in blocked[0].blocked
+    assert blocked[0].task == "containerd.config" and f"version = {declared}" in blocked[0].blocked
+    # and containerd.service: the file names no root/state under DOCKLESS_ROOT (containerd's defaults)
+    assert [e.task for e in blocked[1:]] == ["containerd.service"] and "outside dockless's layout" in blocked[1].blocked
     assert entries[-1].task != "containerd.config"  # the steps after it were planned
 
 

@@ -280,9 +280,16 @@ def test_setup_status_teardown_setup_again(lane: Lane, image: Path) -> None:
     assert "teardown --purge removes them" in proc.stderr
     assert our_processes(lane.root) == []
     left = files_under(lane.root)
-    assert left and all(p.startswith(("var/lib/containerd/", "run/containerd/")) or p == "var/lib/dockless/containerd.log"
-                        for p in left), left
-    assert invoke(lane, "teardown").stdout.startswith("nothing to tear down")
+    assert left and all(p.startswith(("var/lib/containerd/", "run/containerd/"))
+                        or p in ("var/lib/dockless/containerd.log", "var/lib/dockless/manifest.json") for p in left), left
+    kept = lane.manifest()  # the manifest stays while it records data to purge, and only that
+    assert kept["files"] == {} and kept["records"] == [] and str(lane.root / "var" / "lib" / "containerd") in kept["purge"]
+    again = invoke(lane, "teardown")
+    assert again.stdout.startswith("nothing to tear down but containerd's data") and "--purge --yes" in again.stdout
+    assert files_under(lane.root) == left
+    invoke(lane, "teardown", "--purge", "--yes")  # later: it still finds containerd's data, and removes it all
+    assert list(lane.root.iterdir()) == [], files_under(lane.root)
+    assert invoke(lane, "teardown").stdout.startswith("nothing to tear down: no manifest")
 
 
 # -- 3. drift: a user-edited config.toml survives setup and teardown; --force keeps a backup ----------------
@@ -414,6 +421,77 @@ def test_doctor_detects_and_fixes_linux(lane: Lane) -> None:
 
     assert "FAIL" not in invoke(lane, "doctor").stdout
     assert status_json(lane)[0] == 0
+
+
+# -- 6. the user's own files: never overwritten silently, put back by teardown ------------------------------
+def one_failure(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one line a refused run printed (and nothing like a traceback)."""
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, describe(proc)
+    lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
+    assert len(lines) == 1, describe(proc)
+    return lines[0]
+
+
+@linux_lane
+def test_user_config_toml_outside_the_root_is_refused_before_anything(lane: Lane) -> None:
+    """A config.toml the user already had (`version = 2`, nothing else) would make containerd serve
+    on the host's socket and fill the host's /var/lib/containerd: refused before setup changes anything."""
+    host = [Path("/var/lib/containerd"), Path("/run/containerd/containerd.sock"), Path("/opt/containerd")]
+    before = [p.exists() for p in host]
+    lane.config.parent.mkdir(parents=True)
+    lane.config.write_text("version = 2\n")
+
+    line = one_failure(invoke(lane, "setup", check=False))
+    assert line.startswith(f"containerd.service failed: {lane.config} sets root = '/var/lib/containerd' "
+                           f"(containerd's default, the key is absent) but dockless uses '{lane.root}/var/lib/containerd'"), line
+    assert "grpc.address = '/run/containerd/containerd.sock'" in line and "state = '/run/containerd'" in line, line
+    assert "re-run with --force to let dockless write its config" in line, line
+    assert files_under(lane.root) == ["etc/containerd/config.toml"]  # nothing installed, nothing started
+    assert our_processes(lane.root) == [] and [p.exists() for p in host] == before
+    plan = invoke(lane, "plan").stdout  # plan names the same refusal, and the drift of a file dockless never wrote
+    assert "exists and was not written by dockless" in plan and "outside dockless's layout" in plan, plan
+
+    forced = invoke(lane, "setup", "--force")
+    backups = list(lane.config.parent.glob("config.toml.*.bak"))
+    assert len(backups) == 1 and backups[0].read_text() == "version = 2\n", describe(forced)
+    assert answers(lane.socket) and [p.exists() for p in host] == before
+    invoke(lane, "teardown", "--purge", "--yes")  # the user's own config.toml is back, as it was
+    assert lane.config.read_text() == "version = 2\n" and not backups[0].exists()
+    assert files_under(lane.root) == ["etc/containerd/config.toml"] and our_processes(lane.root) == []
+
+
+@linux_lane
+def test_user_binary_at_an_install_destination_is_refused_then_moved_aside_and_put_back(lane: Lane) -> None:
+    runc = lane.root / "usr" / "local" / "bin" / "runc"
+    runc.parent.mkdir(parents=True)
+    runc.write_text("#!/bin/sh\necho my own runc\n")
+    runc.chmod(0o755)
+
+    line = one_failure(invoke(lane, "setup", check=False))
+    assert line == (f"runc.install failed: {runc} exists and was not installed by dockless; move it away, or re-run "
+                    f"with --force to replace it (it is kept as runc.<timestamp>.bak and teardown puts it back)"), line
+    assert files_under(lane.root) == ["usr/local/bin/runc"]  # refused before any download or change
+
+    forced = invoke(lane, "setup", "--force")
+    backups = list(runc.parent.glob("runc.*.bak"))
+    assert len(backups) == 1 and backups[0].read_text() == "#!/bin/sh\necho my own runc\n"
+    assert f"moved {runc} (not dockless's) to {backups[0]}" in forced.stderr, describe(forced)
+    assert runc.read_bytes() != backups[0].read_bytes() and answers(lane.socket)
+    assert lane.manifest()["backups"] == {str(runc): {"backup": str(backups[0]), "component": "runc"}}
+    assert "nothing to change" in invoke(lane, "setup").stderr
+
+    runc.write_text("#!/bin/sh\necho patched\n")  # the user changes the runc dockless installed: refused too
+    line = one_failure(invoke(lane, "setup", check=False))
+    assert line.startswith(f"runc.install failed: {runc} was changed since dockless installed it; "), line
+
+    proc = invoke(lane, "teardown", "--purge", "--yes")  # teardown never deletes a file dockless did not create
+    assert f"put back your {runc}" in proc.stderr, describe(proc)
+    assert runc.read_text() == "#!/bin/sh\necho my own runc\n"
+    edited = [p for p in runc.parent.glob("runc.*.bak")]
+    assert len(edited) == 1 and edited[0].read_text() == "#!/bin/sh\necho patched\n"  # the change, kept as .bak
+    assert proc.stderr.count(str(edited[0])) == 1, describe(proc)  # named once
+    assert files_under(lane.root) == sorted(["usr/local/bin/runc", f"usr/local/bin/{edited[0].name}"])
+    assert our_processes(lane.root) == []
 
 
 # -- 2. convergence: SIGKILL setup anywhere, run it again, get the same install ---------------------------------
@@ -704,3 +782,76 @@ def test_teardown_windows_failed_undo_keeps_files_and_manifest(tmp_path: Path, c
     assert host.state.exclusions == [] and host.state.network("nat") is None  # the other undos ran
     assert win_task(host, settings, tmp_path, teardown, yes=True) == 0  # run again once the cause is fixed
     assert not exe.exists() and not manifest.exists() and host.state.service is None
+
+
+def test_doctor_fix_with_nothing_fixable_and_teardown_files_each_file_under_its_step(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dockless.core_tasks import doctor, teardown
+
+    host, settings = windows_install(tmp_path)
+    host.state.user_profile = r"C:\Users\dev"  # a failure doctor --fix cannot fix
+    capsys.readouterr()
+    assert win_task(host, settings, tmp_path, doctor, fix=True) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  crictl: crictl reads" in out and "fixing:" not in out and "after the fixes" not in out, out
+    assert "nothing here that doctor --fix can fix" in out, out
+    host.state.user_profile = r"C:\Users\Administrator"
+
+    crictl_yaml = settings.fs_root / "C" / "Users" / "Administrator" / ".crictl" / "crictl.yaml"
+    crictl_yaml.write_text(crictl_yaml.read_text() + "# mine\n")  # edited: teardown keeps it as .bak
+    assert win_task(host, settings, tmp_path, teardown, yes=True) == 0
+    err = capsys.readouterr().err
+    for step, count, comp in (("crictl.config", 1, "crictl"), ("crictl.install", 1, "crictl"),
+                              ("cni.config", 1, "cni-nat"), ("containerd.config", 1, "containerd")):
+        assert f"  {step}: remove the {count} file(s) dockless wrote for {comp}\n" in err, err
+    [backup] = crictl_yaml.parent.glob("crictl.yaml.*.bak")
+    assert err.count(str(backup)) == 1 and "backup:" not in err, err  # named once, as it happened
+
+
+# -- invoke demo: what it leaves behind is what it says ----------------------------------------------------
+def run_demo(*args: str) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKLESS_")}
+    proc = subprocess.run([sys.executable, "-m", "invoke", "demo", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600, stdin=subprocess.DEVNULL)
+    root = re.search(r"^# mirror \S+ \(Debian binaries as release assets\), root (\S+)$", proc.stdout, re.M)
+    work = re.search(r"(/tmp/dockless-demo-\w+)", proc.stdout)
+    assert proc.returncode == 0 and root and work, describe(proc)
+    return proc, Path(root[1]), Path(work[1])
+
+
+@linux_lane
+def test_demo_stop_removes_everything_it_made() -> None:
+    proc, root, work = run_demo("--stop")
+    try:
+        assert not root.exists() and not work.exists(), describe(proc)
+        assert our_processes(root) == []
+        assert "invoke status" not in proc.stdout and f"removed {work} and {root}" in proc.stdout, describe(proc)
+        if shutil.which("crictl") is None:
+            assert "# skipping crictl: no crictl binary" in proc.stdout, describe(proc)
+    finally:
+        stop_all(root)
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@linux_lane
+def test_demo_prints_commands_that_work() -> None:
+    proc, root, work = run_demo()
+    try:
+        status = re.search(r"^done\. containerd for this demo: (.*) invoke status$", proc.stdout, re.M)
+        remove = re.search(r"^remove it all: (.*)$", proc.stdout, re.M)
+        assert status and remove, describe(proc)
+        if shutil.which("crictl") is None:  # the status of a demo without crictl must not miss crictl
+            assert "DOCKLESS_DISABLE_PLUGINS=crictl" in status[1], status[1]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("DOCKLESS_")}
+        shown = subprocess.run(f"{status[1]} {sys.executable} -m invoke status", shell=True, cwd=REPO, env=clean,
+                               capture_output=True, text=True, timeout=120)
+        assert shown.returncode == 0, describe(shown)
+        removed = subprocess.run(remove[1].replace("invoke teardown", f"{sys.executable} -m invoke teardown"),
+                                 shell=True, cwd=REPO, env=clean, capture_output=True, text=True, timeout=300)
+        assert removed.returncode == 0, describe(removed)
+        assert not root.exists() and not work.exists() and our_processes(root) == []
+    finally:
+        stop_all(root)
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)

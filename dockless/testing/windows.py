@@ -679,6 +679,8 @@ class FakeWindowsHost(MockContext):
         if _unquote(m["pipe"]) != r"\\.\pipe\containerd-containerd":
             raise UnknownCommand(f"waiting for an unknown pipe {m['pipe']}")
         if not self.state.pipe_open:
+            if m["stop"] and self.state.service is not None:  # the script stops the service it started
+                self.state.service.state = "Stopped"
             message = _unquote(m["msg"])
             raise self._error(run, message, f"OperationStopped: ({message}:String) [], RuntimeException", message)
 
@@ -739,7 +741,8 @@ _RULES: list[tuple[re.Pattern[str], Callable[..., None]]] = [
     (re.compile(r"(?P<verb>Start|Restart)-Service containerd\n"), FakeWindowsHost._start_service),
     (re.compile(r"\$deadline = \(Get-Date\)\.AddSeconds\(\d+\)\n"
                 r"while \(-not \(Test-Path (?P<pipe>" + _Q + r")\)\) \{\n"
-                r"    if \(\(Get-Date\) -gt \$deadline\) \{ throw (?P<msg>" + _Q + r") \}\n"
+                r"    if \(\(Get-Date\) -gt \$deadline\) \{ (?P<stop>Stop-Service containerd -ErrorAction SilentlyContinue; )?"
+                r"throw (?P<msg>" + _Q + r") \}\n"
                 r"    Start-Sleep -Milliseconds \d+\n\}\n"), FakeWindowsHost._wait_pipe),
     (re.compile(r"(?P<verb>Add|Remove)-MpPreference -ExclusionProcess (?P<path>" + _Q + r")\n"), FakeWindowsHost._defender),
     (re.compile(r"Import-Module (?P<path>" + _Q + r") -DisableNameChecking\n"), FakeWindowsHost._import_module),
