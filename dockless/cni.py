@@ -6,9 +6,12 @@ its conf and removes the confs dockless wrote for any other provider (swap, and 
 from __future__ import annotations
 
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
 from dockless.actions import Action, RemoveFile
-from dockless.session import Session
+
+if TYPE_CHECKING:  # annotations only: importing the session costs start-up time
+    from dockless.session import Session
 
 
 def conf_actions(session: Session, component: str, filename: str, content: bytes) -> list[Action]:

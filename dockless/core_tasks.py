@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import json as _json
 import sys
+from typing import TYPE_CHECKING
 
 from invoke import Context, Exit, task
 
 from dockless.namespace import _LOADED, load, session_for
 from dockless.registry import PluginError, Registry
-from dockless.session import Session
 from dockless.settings import SettingsError
 from dockless.taskargs import plain_values
+
+if TYPE_CHECKING:
+    from dockless.session import Session
 
 
 @task(help={
@@ -72,6 +75,8 @@ def plan(c: Context, target: str | None = None, json: bool = False) -> None:
         load()
     try:
         settings = _LOADED["settings"].with_flags(target=target)
+        from dockless.session import Session  # imported on use: keeps `invoke --list` fast
+
         session = Session(c, settings, _LOADED["registry"], dry=True)
         check_settings(session)
         entries = session.plan()

@@ -3,13 +3,15 @@ lists from the sorted ``requires`` graph, and the core tasks at the root."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Context, Exit, Task
 
 from dockless.manager import collect, plugin_manager
 from dockless.registry import PluginError, Registry
-from dockless.session import Session
+
+if TYPE_CHECKING:
+    from dockless.session import Session
 from dockless.settings import Settings, SettingsError, load_settings
 
 _SESSIONS: dict[int, tuple[Any, Session]] = {}
@@ -45,6 +47,10 @@ def session_for(c: Context, **flags: Any) -> Session:
     if os.environ.get("DOCKLESS_FORCE") == "1" or flags.get("force"):
         settings = settings.with_flags(force=True)
     try:
+        from dockless.session import (
+            Session,  # imported on first use: keeps `invoke --list` fast
+        )
+
         session = Session(c, settings, _LOADED["registry"], dry=bool(c.config.run.dry))
     except (PluginError, SettingsError) as exc:
         raise Exit(str(exc), 2) from None

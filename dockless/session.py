@@ -479,8 +479,6 @@ class Session:
     def prefetch(self) -> None:
         """Download every artifact the plan needs, in parallel, into the cache (a warm cache
         makes this a no-op). The steps then install from the cache."""
-        from dockless.download import fetch_all
-
         planned = []
         for sid in self.steps:
             try:
@@ -489,6 +487,8 @@ class Session:
                 raise Exit(f"{sid} failed: {exc}", 1) from None
         self.changed.clear()
         if planned and not self.dry:
+            from dockless.download import fetch_all  # imported only when something is fetched
+
             try:
                 fetch_all([a.artifact for a in planned], self.cache)
             except Exception as exc:  # DownloadError and friends: one line, nothing installed

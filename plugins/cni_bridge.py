@@ -1,18 +1,27 @@
 """cni-bridge (Linux): provider of the ``cni`` role with the standard CNI bridge plugin."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context
 
 from dockless import hookimpl
 from dockless.actions import Action, Install
 from dockless.cni import conf_actions
-from dockless.model import Component, Setting, Step, interface_name, ipv4_network, non_empty
+from dockless.model import (
+    Component,
+    Setting,
+    Step,
+    interface_name,
+    ipv4_network,
+    non_empty,
+)
 from dockless.namespace import run_step
 from dockless.render import render
-from dockless.session import Session
 from plugins._paths import TEMPLATES, release_url
+
+if TYPE_CHECKING:  # annotations only: importing the session costs start-up time
+    from dockless.session import Session
 
 PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 CONF = "10-dockless-bridge.conflist"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context
 
@@ -11,9 +11,11 @@ from dockless.actions import Action, Install, StepFailed
 from dockless.cni import conf_actions
 from dockless.model import Component, Setting, Step, cidr_list
 from dockless.namespace import run_step
-from dockless.session import Session
 from plugins._paths import release_url
 from plugins.hns import effective_network
+
+if TYPE_CHECKING:  # annotations only: importing the session costs start-up time
+    from dockless.session import Session
 
 REPO = "microsoft/windows-container-networking"
 PLUGINS = ("nat.exe", "sdnbridge.exe", "sdnoverlay.exe")

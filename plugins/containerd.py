@@ -3,7 +3,7 @@ management lives in :mod:`plugins.containerd_service`)."""
 from __future__ import annotations
 
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context
 
@@ -12,10 +12,17 @@ from dockless.actions import Action, Install, Refusal, WriteFile
 from dockless.model import Component, Setting, Step, image_reference
 from dockless.namespace import run_step
 from dockless.render import render
-from dockless.session import Session
 from dockless.versions import Version
 from plugins._paths import TEMPLATES, release_url
-from plugins.containerd_service import SERVICE_PROBE, plan_service, stop_for_upgrade, undo_service
+from plugins.containerd_service import (
+    SERVICE_PROBE,
+    plan_service,
+    stop_for_upgrade,
+    undo_service,
+)
+
+if TYPE_CHECKING:  # annotations only: importing the session costs start-up time
+    from dockless.session import Session
 
 REPO = "containerd/containerd"
 BINARIES = {

@@ -10,14 +10,16 @@ import os
 import socket
 import time
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockless import killpoint, powershell
 from dockless.actions import Action, Call, PowerShell, Refusal, StepFailed
 from dockless.powershell import quote
 from dockless.render import render
-from dockless.session import Session
 from plugins._paths import TEMPLATES
+
+if TYPE_CHECKING:  # annotations only: importing the session costs start-up time
+    from dockless.session import Session
 
 SERVICE_NAME = "containerd"
 

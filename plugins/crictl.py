@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import PurePath, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context
 
@@ -11,8 +11,10 @@ from dockless.actions import Action, Install
 from dockless.model import Component, Setting, Step, at_least
 from dockless.namespace import run_step
 from dockless.render import render
-from dockless.session import Session
 from plugins._paths import TEMPLATES, release_url
+
+if TYPE_CHECKING:  # annotations only: importing the session costs start-up time
+    from dockless.session import Session
 
 
 def plan_install(session: Session) -> list[Action]:

@@ -5,7 +5,7 @@ the step warns and setup goes on.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context
 
@@ -14,7 +14,9 @@ from dockless.actions import Action, PowerShell, Warn
 from dockless.model import Component, Setting, Step
 from dockless.namespace import run_step
 from dockless.powershell import quote
-from dockless.session import Session
+
+if TYPE_CHECKING:  # annotations only: importing the session costs start-up time
+    from dockless.session import Session
 
 PROBE = r"""
 if (-not (Get-Command Get-MpPreference -ErrorAction SilentlyContinue)) {

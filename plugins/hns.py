@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context
 
@@ -17,9 +17,16 @@ from dockless import hookimpl
 from dockless.actions import Action, Install, PowerShell, StepFailed
 from dockless.model import Component, Setting, Step, non_empty
 from dockless.namespace import run_step
-from dockless.netcheck import NetworkError, hns_network_from_probe, host_prefixes_from_probe, validate_nat
+from dockless.netcheck import (
+    NetworkError,
+    hns_network_from_probe,
+    host_prefixes_from_probe,
+    validate_nat,
+)
 from dockless.powershell import quote
-from dockless.session import Session
+
+if TYPE_CHECKING:  # annotations only: importing the session costs start-up time
+    from dockless.session import Session
 
 MODULE_PATH = "Kubernetes/windows/hns.psm1"
 

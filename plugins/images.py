@@ -4,14 +4,16 @@ from __future__ import annotations
 import shlex
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context, Exit, task
 
 from dockless import hookimpl
 from dockless.namespace import session_for
-from dockless.session import Session
 from dockless.taskargs import plain_values
+
+if TYPE_CHECKING:  # annotations only: importing the session costs start-up time
+    from dockless.session import Session
 
 NAMESPACE = "k8s.io"  # the CRI's namespace: images imported here are visible to crictl and pods
 

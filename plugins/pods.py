@@ -27,15 +27,17 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context, Exit, task
 
 from dockless import hookimpl
 from dockless.namespace import session_for
-from dockless.session import Session
 from dockless.taskargs import plain_values
 from plugins._paths import TEMPLATES
+
+if TYPE_CHECKING:  # annotations only: importing the session costs start-up time
+    from dockless.session import Session
 
 #: Keeps a Windows container running with what Nano Server has: cmd.exe and ping.exe.
 WINDOWS_COMMAND = ["cmd", "/c", "ping -t localhost > NUL"]

@@ -1,7 +1,7 @@
 """Windows preflight: elevation, OS build, pending reboot, and the Containers/Hyper-V features."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context
 
@@ -9,7 +9,9 @@ from dockless import hookimpl
 from dockless.actions import Action, PowerShell, StepFailed
 from dockless.model import Component, Step
 from dockless.namespace import run_step
-from dockless.session import Session
+
+if TYPE_CHECKING:  # annotations only: importing the session costs start-up time
+    from dockless.session import Session
 
 MIN_BUILD = 17763
 

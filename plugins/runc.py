@@ -1,7 +1,7 @@
 """runc (Linux): the OCI runtime containerd's runc shim starts."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context
 
@@ -9,8 +9,10 @@ from dockless import hookimpl
 from dockless.actions import Action, Install
 from dockless.model import Component, Step
 from dockless.namespace import run_step
-from dockless.session import Session
 from plugins._paths import release_url
+
+if TYPE_CHECKING:  # annotations only: importing the session costs start-up time
+    from dockless.session import Session
 
 
 def plan_install(session: Session) -> list[Action]:

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context
 
@@ -40,8 +40,10 @@ from dockless.model import Component, Setting, Step
 from dockless.namespace import run_step
 from dockless.powershell import quote
 from dockless.render import render
-from dockless.session import Session
 from dockless.versions import Version, VersionError
+
+if TYPE_CHECKING:  # annotations only: plugins load at every `invoke --list`
+    from dockless.session import Session
 
 NAME = "calico"
 REPO = "projectcalico/calico"

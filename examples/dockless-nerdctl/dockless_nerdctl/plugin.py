@@ -16,7 +16,7 @@ from __future__ import annotations
 import shlex
 from importlib.resources import files
 from pathlib import Path, PurePath, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context, Exit, task
 
@@ -25,8 +25,10 @@ from dockless.actions import Action, Install
 from dockless.model import Component, Setting, Step
 from dockless.namespace import run_step, session_for
 from dockless.render import render
-from dockless.session import Session
 from dockless.versions import Version, VersionError
+
+if TYPE_CHECKING:  # annotations only: plugins load at every `invoke --list`
+    from dockless.session import Session
 
 NAME = "nerdctl"
 REPO = "containerd/nerdctl"
