@@ -40,11 +40,15 @@ def demo(c: Context, root: str | None = None, stop: bool = False) -> None:
     from dockless.testing.images import busybox_oci
     from dockless.testing.mirror import linux_mirror, serve
 
-    missing = sorted({pkg for path, pkg in NEEDS.items() if not Path(path).exists()})
-    if missing:
-        raise Exit(f"demo needs Debian packages: apt-get install -y {' '.join(missing)}", 2)
     if os.geteuid() != 0:
         raise Exit("demo starts containerd: run it as root", 2)
+    missing = sorted({pkg for path, pkg in NEEDS.items() if not Path(path).exists()})
+    if missing:  # the demo's inputs are Debian's binaries: fetch them the way .ci/run does
+        if not shutil.which("apt-get"):
+            raise Exit(f"demo needs these Debian packages: {' '.join(missing)}", 2)
+        print(f"# installing Debian packages the demo packs as release assets: {' '.join(missing)}", flush=True)
+        c.run("apt-get update -qq", env={"DEBIAN_FRONTEND": "noninteractive"})
+        c.run(f"apt-get install -y -qq {' '.join(missing)}", env={"DEBIAN_FRONTEND": "noninteractive"})
     versions = dict(VERSIONS)
     for key, pkg in (("containerd", "containerd"), ("runc", "runc"), ("cni-plugins", "containernetworking-plugins")):
         versions[key] = _debian_version(pkg) or versions[key]
