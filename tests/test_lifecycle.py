@@ -27,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from dockless.testing.processes import alive, cmdline, describe
+
 REPO = Path(__file__).resolve().parent.parent
 SMOKE_IMAGE = "docker.io/library/busybox:dockless"
 NEEDS = {"/usr/bin/containerd": "containerd", "/usr/sbin/runc": "runc",
@@ -103,24 +105,10 @@ def invoke(lane: Lane, *args: str, check: bool = True, env: dict[str, str] | Non
     return proc
 
 
-def describe(proc: subprocess.CompletedProcess[str]) -> str:
-    return (f"`{' '.join(map(str, proc.args))}` exited {proc.returncode}\n--- stdout ---\n{proc.stdout}"
-            f"\n--- stderr ---\n{proc.stderr}")
 
 
-def _cmdline(pid: int) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return []
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def our_processes(root: Path) -> list[int]:
@@ -129,8 +117,8 @@ def our_processes(root: Path) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            args = _cmdline(int(entry.name))
-            if args and args[0].startswith(marker) and _alive(int(entry.name)):
+            args = cmdline(int(entry.name))
+            if args and args[0].startswith(marker) and alive(int(entry.name)):
                 found.append(int(entry.name))
     return found
 
@@ -183,7 +171,13 @@ def mirror(linux_mirror_server: Any) -> Any:
     """The shared Debian mirror plus what these tests need: a second containerd release (same
     binaries, the version is in the asset name) and a crictl asset (a stand-in binary when no
     real crictl is on this machine: dockless only installs it)."""
-    from dockless.testing.mirror import DEBIAN_CONTAINERD, LINUX_CONTAINERD, add_containerd, add_crictl, serve
+    from dockless.testing.mirror import (
+        DEBIAN_CONTAINERD,
+        LINUX_CONTAINERD,
+        add_containerd,
+        add_crictl,
+        serve,
+    )
 
     m = linux_mirror_server
     up = next_patch(m.versions["containerd"])
@@ -238,9 +232,9 @@ def status_json(lane: Lane) -> tuple[int, dict[str, Any]]:
 
 def wait_dead(pid: int, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(pid), f"pid {pid} still runs"
+    assert not alive(pid), f"pid {pid} still runs"
 
 
 def files_under(root: Path) -> list[str]:
@@ -339,7 +333,7 @@ def test_upgrade_and_back(lane: Lane, image: Path) -> None:
     smoke(lane, image)
     for new in (v2, v1):
         before = lane.pid()
-        assert before and _alive(before)
+        assert before and alive(before)
         lane.pin(containerd=new)
         err = invoke(lane, "setup").stderr
         order = [f"containerd.install: stop containerd (pid {before}) before swapping its binaries",
@@ -352,7 +346,7 @@ def test_upgrade_and_back(lane: Lane, image: Path) -> None:
             assert re.search(rf"^\s*{state} {re.escape(step)}", err, re.M), (step, err)
         wait_dead(before)
         after = lane.pid()
-        assert after != before and _alive(after) and answers(lane.socket)
+        assert after != before and alive(after) and answers(lane.socket)
         assert lane.manifest()["components"]["containerd"]["version"] == new
         assert f"for containerd {new} " in lane.config.read_text()
         assert status_json(lane)[0] == 0
@@ -551,9 +545,9 @@ def snapshot(root: Path) -> dict[str, Any]:
 
 def assert_running(lane: Lane) -> None:
     pid = lane.pid()
-    assert pid is not None and _alive(pid) and answers(lane.socket)
+    assert pid is not None and alive(pid) and answers(lane.socket)
     config = str(lane.config).encode()
-    daemons = [p for p in our_processes(lane.root) if config in _cmdline(p)]
+    daemons = [p for p in our_processes(lane.root) if config in cmdline(p)]
     assert daemons == [pid], f"containerd processes of this root: {daemons}, pid file: {pid}"
 
 
@@ -601,7 +595,13 @@ def windows_install(tmp_path: Path, state: Any = None, sections: dict[str, Any] 
     """A whole Windows ``setup`` on the fake host; returns (host, settings)."""
     from dockless.settings import load_settings
     from dockless.testing.mirror import windows_mirror
-    from dockless.testing.windows import FakeWindowsHost, HostState, run_setup, windows_session, windows_settings
+    from dockless.testing.windows import (
+        FakeWindowsHost,
+        HostState,
+        run_setup,
+        windows_session,
+        windows_settings,
+    )
 
     pins = load_settings({"DOCKLESS_TARGET": "windows"}, cwd=tmp_path).pins.versions
     shas = windows_mirror(tmp_path / "mirror", {k: pins[k] for k in ("containerd", "windows-cni", "crictl", "hns-module-commit")})
@@ -762,11 +762,11 @@ def test_reconfigure_killed_before_restart_converges(lane: Lane) -> None:
     (lane.work / "dockless.toml").write_text((lane.work / "dockless.toml").read_text() + '\n[containerd]\nlog_level = "debug"\n')
     killed = invoke(lane, "setup", check=False, env={"DOCKLESS_TEST_KILL_AT": "containerd.config:after"})
     assert killed.returncode == -signal.SIGKILL, describe(killed)
-    assert lane.pid() == before and _alive(before)  # still the daemon with the old config
+    assert lane.pid() == before and alive(before)  # still the daemon with the old config
     err = invoke(lane, "setup").stderr
     assert re.search(r"^\s*changed containerd.service", err, re.M), err
     after = lane.pid()
-    assert after != before and b"debug" in _cmdline(after) and answers(lane.socket)
+    assert after != before and b"debug" in cmdline(after) and answers(lane.socket)
     assert "nothing to change" in invoke(lane, "setup").stderr
 
 

@@ -27,6 +27,7 @@ import pytest
 from dockless.testing.httpserver import LocalHTTPServer
 from dockless.testing.images import busybox_oci
 from dockless.testing.mirror import serve
+from dockless.testing.processes import alive, cmdline, describe
 
 NEEDS = {
     "/usr/bin/containerd": "containerd",
@@ -84,9 +85,6 @@ def invoke(lane: Lane, *args: str, check: bool = True, timeout: float = 300) -> 
     return proc
 
 
-def describe(proc: subprocess.CompletedProcess[str]) -> str:
-    args = proc.args if isinstance(proc.args, str) else " ".join(map(str, proc.args))
-    return f"`{args}` exited {proc.returncode}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
 
 
 def lane_env(root: Path, work: Path, mirror: Mirror, mirror_url: str | None = None) -> dict[str, str]:
@@ -112,19 +110,8 @@ def short_root() -> Path:
     return Path(tempfile.mkdtemp(dir="/tmp", prefix="dl"))
 
 
-def _cmdline(pid: int) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return []
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")  # a zombie is gone for us
 
 
 def _kill(pid: int, timeout: float = 10.0) -> None:
@@ -133,9 +120,9 @@ def _kill(pid: int, timeout: float = 10.0) -> None:
     except OSError:
         return
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(pid):
+    if alive(pid):
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
@@ -152,11 +139,11 @@ def stop_and_remove(root: Path) -> None:
         pid = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         pid = None
-    if pid and any(marker in arg for arg in _cmdline(pid)):
+    if pid and any(marker in arg for arg in cmdline(pid)):
         _kill(pid)
     for entry in Path("/proc").iterdir():  # shims of that containerd (their -address is under root)
         if entry.name.isdigit():
-            args = _cmdline(int(entry.name))
+            args = cmdline(int(entry.name))
             if args and b"containerd-shim" in args[0] and any(marker in a for a in args):
                 _kill(int(entry.name))
     try:
@@ -212,7 +199,7 @@ def test_setup_installs_and_starts_containerd(lane: Lane, first_setup: subproces
     assert steps.get("containerd.service") == "changed", describe(first_setup)
     assert first_setup.bytes_served > 0  # type: ignore[attr-defined]  # it really downloaded
     pid = int(lane.pid_file.read_text())
-    assert _alive(pid) and any(str(lane.root).encode() in a for a in _cmdline(pid))
+    assert alive(pid) and any(str(lane.root).encode() in a for a in cmdline(pid))
 
 
 def test_containerd_answers_on_the_socket_under_the_root(lane: Lane, first_setup: subprocess.CompletedProcess[str]) -> None:
