@@ -8,6 +8,7 @@ import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 BOMS = {b"\xef\xbb\xbf": "UTF-8 with BOM", b"\xff\xfe": "UTF-16LE", b"\xfe\xff": "UTF-16BE"}
 
@@ -101,3 +102,30 @@ def unified_diff(old: bytes, new: bytes, name: str) -> str:
     a = old.decode("utf-8", "replace").splitlines(keepends=True)
     b = new.decode("utf-8", "replace").splitlines(keepends=True)
     return "".join(difflib.unified_diff(a, b, f"{name} (on disk)", f"{name} (dockless)"))
+
+
+def read_toml(path: Path, error: type[Exception], *, who: str | None = None,
+              what: str = "a TOML file") -> dict[str, Any] | None:
+    """The TOML table in ``path``, or None when there is no such file. Every other problem
+    (a folder, unreadable, a byte-order mark or UTF-16, not UTF-8, bad TOML) raises ``error``
+    with one line naming ``who`` (default: the path) and the fix."""
+    import tomllib
+
+    who = who or str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise error(f"{who}: is a folder, not {what}") from None
+    except OSError as exc:
+        raise error(f"{who}: cannot be read ({exc.strerror or exc})") from None
+    encoding = bad_encoding(raw)
+    if encoding == "not UTF-8":
+        raise error(f"{path}: not valid UTF-8; save it as UTF-8 without BOM")
+    if encoding:
+        raise error(f"{path}: starts with a byte-order mark ({encoding}); save it as UTF-8 without BOM")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML ({exc})") from None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from dockless.model import Setting, at_least, config_key, toml_value
+from dockless.files import read_toml
 from dockless.versions import KNOWN_PINS, Pins, VersionError, load_pins
 
 if TYPE_CHECKING:
@@ -130,23 +130,12 @@ def versions_file(environ: Mapping[str, str] | None = None, cwd: Path | None = N
 def _read_config(path: Path, said: str | None = None) -> dict[str, Any]:
     """The TOML in ``path``; ``{}`` when there is none (``said``: the variable that named it,
     for which a missing file is an error)."""
-    who = said or str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    data = read_toml(path, SettingsError, who=said, what="a file; point it to a dockless.toml")
+    if data is None:
         if said:
-            raise SettingsError(f"{said}: no such file; point it to a dockless.toml or unset it") from None
+            raise SettingsError(f"{said}: no such file; point it to a dockless.toml or unset it")
         return {}
-    except IsADirectoryError:
-        raise SettingsError(f"{who}: is a folder, not a file; point it to a dockless.toml") from None
-    except OSError as exc:
-        raise SettingsError(f"{who}: cannot be read ({exc.strerror or exc})") from None
-    if raw.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
-        raise SettingsError(f"{path}: starts with a byte-order mark; save it as UTF-8 without BOM")
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SettingsError(f"{path}: not valid UTF-8 TOML ({exc})") from None
+    return data
 
 
 def _said(key: str, value: object, env_name: str | None, cfg: str) -> str:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,22 +108,11 @@ def _checked_sha256(table: dict[str, object], source: str) -> dict[str, str]:
 def load_pins(path: Path, known: set[str] | frozenset[str] | None = None) -> Pins:
     """Read and validate ``versions.toml``: top-level ``key = "version"`` and a ``[sha256]`` table
     keyed by asset file name. ``known`` limits the keys (an unknown key is a typo)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    from dockless.files import read_toml
+
+    data = read_toml(path, VersionError, what="a versions.toml file")
+    if data is None:
         return Pins(source=str(path))
-    except IsADirectoryError:
-        raise VersionError(f"{path}: is a folder, not a versions.toml file") from None
-    except OSError as exc:
-        raise VersionError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if raw.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
-        raise VersionError(f"{path}: starts with a byte-order mark; save it as UTF-8 without BOM")
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise VersionError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise VersionError(f"{path}: not valid TOML ({exc})") from None
     pins = Pins(source=path.name)
     for key, value in data.items():
         if key == "sha256":
