@@ -9,8 +9,6 @@ file next to each one, plus ``DIR/manifest.json``. ``DOCKLESS_MIRROR=DIR`` (a pa
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,15 @@ from invoke import Context
 
 from dockless import __version__
 from dockless.actions import Install, StepFailed
-from dockless.download import Artifact, Cache, DownloadError, fetch_all, published_checksum
+from dockless.archive import raw_install
+from dockless.download import (
+    Artifact,
+    Cache,
+    DownloadError,
+    fetch_all,
+    published_checksum,
+)
+from dockless.files import atomic_write
 from dockless.registry import PluginError, Registry
 from dockless.session import Session
 from dockless.settings import Settings
@@ -79,31 +85,6 @@ def release_path(url: str, mirror: str | None) -> str:
     return "/".join(parts)
 
 
-def _copy(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
-            while chunk := f.read(1 << 20):
-                out.write(chunk)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_text(dest: Path, text: str) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def make_bundle(
     session: Session,
     dest: Path,
@@ -133,11 +114,11 @@ def make_bundle(
             published = None  # pinned: the pin is what setup checks
         url = published.url if published else a.urls[0]
         rel = release_path(url, mirror)
-        _copy(blob, dest / rel)
+        raw_install(blob, dest / rel, 0o644)
         checksum_rel = None
         if published is not None and published.sha256 == sha:
             checksum_rel = release_path(published.checksum_url, mirror)
-            _write_text(dest / checksum_rel, published.text)
+            atomic_write(dest / checksum_rel, published.text.encode("utf-8"))
         elif published is not None and warn:
             warn(f"{a.label}: the published checksum of {Path(rel).name} differs from the sha256 pinned in "
                  f"versions.toml; the bundle holds the pinned file without the checksum file")
@@ -158,7 +139,7 @@ def make_bundle(
         "versions": {a.key: a.version for a in artifacts},
         "artifacts": entries,
     }
-    _write_text(dest / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    atomic_write(dest / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     return manifest
 
 

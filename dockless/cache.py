@@ -89,6 +89,8 @@ class Cache:
 
     @staticmethod
     def _write_small(path: Path, text: str) -> None:
+        # Not files.atomic_write: parallel downloads may write the same checksum file at once,
+        # and atomic_write sweeps every temp file of its path (a killed run's), theirs included.
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         try:

@@ -10,8 +10,6 @@ publishes is kept (and reported) unless ``force``.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from tomlkit.items import Table
 
 from dockless.bundle import fresh_session, planned_artifacts
 from dockless.download import Artifact, Cache, fetch, published_checksum
+from dockless.files import atomic_write
 from dockless.registry import Registry
 from dockless.settings import TARGETS, Settings
 from dockless.urls import url_basename
@@ -96,19 +95,7 @@ def write(path: Path, locks: list[Lock], *, dry: bool = False, force: bool = Fal
             continue
         table[lock.name] = lock.sha256
     if (out.added or out.changed) and not dry:
-        _atomic_write(path, tomlkit.dumps(doc))
+        mode = path.stat().st_mode & 0o7777 if path.exists() else None
+        atomic_write(path, tomlkit.dumps(doc).encode("utf-8"), mode)
         out.written = True
     return out
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
