@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,16 +19,8 @@ from invoke import Context, Exit, task
 from dockless.taskargs import plain_values
 
 REPO = Path(__file__).resolve().parent.parent
-VERSIONS = {"containerd": "1.6.20", "runc": "1.1.5", "cni-plugins": "1.1.1", "crictl": "1.36.0"}
 NEEDS = {"/usr/bin/containerd": "containerd", "/usr/sbin/runc": "runc",
          "/usr/lib/cni/bridge": "containernetworking-plugins", "/bin/busybox": "busybox-static"}
-
-
-def _debian_version(pkg: str) -> str | None:
-    out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
-    if out.returncode != 0:
-        return None
-    return out.stdout.split("~")[0].split("+")[0].split("-")[0].split(":")[-1]
 
 
 @task(help={"root": "where to install (default: a new folder under /tmp)", "stop": "at the end: stop containerd, remove everything the demo made (teardown --purge, its folders)"})
@@ -38,7 +29,7 @@ def demo(c: Context, root: str | None = None, stop: bool = False) -> None:
     plain_values("demo", root=(root, "a directory"))
     from dockless.testing.httpserver import LocalHTTPServer
     from dockless.testing.images import busybox_oci
-    from dockless.testing.mirror import linux_mirror, serve
+    from dockless.testing.mirror import debian_versions, linux_mirror, serve
 
     if os.geteuid() != 0:
         raise Exit("demo starts containerd: run it as root", 2)
@@ -49,9 +40,7 @@ def demo(c: Context, root: str | None = None, stop: bool = False) -> None:
         print(f"# installing Debian packages the demo packs as release assets: {' '.join(missing)}", flush=True)
         c.run("apt-get update -qq", env={"DEBIAN_FRONTEND": "noninteractive"})
         c.run(f"apt-get install -y -qq {' '.join(missing)}", env={"DEBIAN_FRONTEND": "noninteractive"})
-    versions = dict(VERSIONS)
-    for key, pkg in (("containerd", "containerd"), ("runc", "runc"), ("cni-plugins", "containernetworking-plugins")):
-        versions[key] = _debian_version(pkg) or versions[key]
+    versions = debian_versions()
     work = Path(tempfile.mkdtemp(prefix="dockless-demo-"))
     own_root = root is None
     root = root or tempfile.mkdtemp(dir="/tmp", prefix="dl")

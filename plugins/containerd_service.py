@@ -24,11 +24,12 @@ if TYPE_CHECKING:  # annotations only: importing the session costs start-up time
 SERVICE_NAME = "containerd"
 
 
-def socket_answers(path: str) -> bool:
+def socket_answers(path: str | os.PathLike[str]) -> bool:
+    """True when something accepts connections on the unix socket ``path`` (containerd up)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(0.5)
     try:
-        sock.connect(path)
+        sock.connect(os.fspath(path))
         return True
     except OSError:
         return False

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,14 @@ from typing import Any
 
 import pytest
 
-from dockless.bundle import BundleError, fresh_session, make_bundle, planned_artifacts, read_manifest, release_path
+from dockless.bundle import (
+    BundleError,
+    fresh_session,
+    make_bundle,
+    planned_artifacts,
+    read_manifest,
+    release_path,
+)
 from dockless.download import Cache, FetchStats, fetch_all
 from dockless.manager import collect, plugin_manager
 from dockless.settings import load_settings
@@ -32,10 +38,12 @@ from dockless.testing.mirror import (
     add_cni_plugins,
     add_containerd,
     add_runc,
+    debian_versions,
     linux_mirror,
     serve,
     windows_mirror,
 )
+from plugins.containerd_service import socket_answers
 
 REPO = Path(__file__).resolve().parent.parent
 COMMIT = "48b403efa770cec7495722c270557480d9d7277a"
@@ -132,7 +140,12 @@ def test_windows_bundle_has_every_artifact_of_the_windows_plan(tmp_path: Path, m
 
 def test_windows_bundle_takes_the_renamed_asset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """windows-container-networking v0.3.1 under its older name only: the bundle holds that name."""
-    from dockless.testing.mirror import add_containerd, add_crictl, add_hns_module, add_windows_cni
+    from dockless.testing.mirror import (
+        add_containerd,
+        add_crictl,
+        add_hns_module,
+        add_windows_cni,
+    )
 
     mirror = tmp_path / "mirror"
     add_containerd(mirror, PINS["containerd"], "windows", {"containerd.exe": b"x", "ctr.exe": b"y", "containerd-shim-runhcs-v1.exe": b"z"})
@@ -225,28 +238,6 @@ def test_bundle_task_reports_a_download_error_in_one_line(tmp_path: Path) -> Non
 
 
 # -- the Linux lane: bundle, stop the mirror, setup from the bundle ------------------------------------------
-def debian_version(package: str, default: str) -> str:
-    try:
-        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True)
-    except OSError:
-        return default
-    if out.returncode != 0 or not out.stdout.strip():
-        return default
-    return out.stdout.split(":")[-1].split("~")[0].split("+")[0].split("-")[0]
-
-
-def socket_answers(path: Path) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(0.5)
-    try:
-        s.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
 @pytest.fixture
 def lane_root() -> Iterator[Path]:
     """A short root under /tmp (the socket path must stay short); whatever containerd a test
@@ -276,8 +267,7 @@ def lane_root() -> Iterator[Path]:
                     or not Path("/usr/lib/cni/bridge").exists(),
                     reason="needs Debian's containerd, runc and containernetworking-plugins")
 def test_setup_from_bundle_with_the_mirror_stopped(tmp_path: Path, lane_root: Path) -> None:
-    versions = {"containerd": debian_version("containerd", "1.6.20"), "runc": debian_version("runc", "1.1.5"),
-                "cni-plugins": debian_version("containernetworking-plugins", "1.1.1")}
+    versions = {k: v for k, v in debian_versions().items() if k in ("containerd", "runc", "cni-plugins")}
     pins = write_versions(tmp_path / "versions.toml", {**PINS, **versions})
     (tmp_path / "dockless.toml").touch()
     linux_mirror(tmp_path / "mirror", versions)

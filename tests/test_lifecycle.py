@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from typing import Any
 import pytest
 
 from dockless.testing.processes import alive, cmdline, describe
+from plugins.containerd_service import socket_answers
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE_IMAGE = "docker.io/library/busybox:dockless"
@@ -149,18 +149,6 @@ def wipe(root: Path) -> None:
     root.mkdir()
 
 
-def answers(path: Path) -> bool:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(1)
-    try:
-        sock.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
-
-
 def next_patch(version: str) -> str:
     major, minor, patch = version.split(".")
     return f"{major}.{minor}.{int(patch) + 1}"
@@ -256,7 +244,7 @@ def test_setup_status_teardown_setup_again(lane: Lane, image: Path) -> None:
     refused = invoke(lane, "teardown", "--purge", check=False)  # stdin is not a terminal
     assert refused.returncode == 1 and "--yes" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-    assert answers(lane.socket) and (lane.dockless_dir / "manifest.json").exists()  # nothing was touched
+    assert socket_answers(lane.socket) and (lane.dockless_dir / "manifest.json").exists()  # nothing was touched
 
     proc = invoke(lane, "teardown", "--purge", "--yes")
     for step in ("containerd.service", "containerd.install", "runc.install", "cni.install", "crictl.install"):
@@ -346,7 +334,7 @@ def test_upgrade_and_back(lane: Lane, image: Path) -> None:
             assert re.search(rf"^\s*{state} {re.escape(step)}", err, re.M), (step, err)
         wait_dead(before)
         after = lane.pid()
-        assert after != before and alive(after) and answers(lane.socket)
+        assert after != before and alive(after) and socket_answers(lane.socket)
         assert lane.manifest()["components"]["containerd"]["version"] == new
         assert f"for containerd {new} " in lane.config.read_text()
         assert status_json(lane)[0] == 0
@@ -380,7 +368,7 @@ def test_doctor_detects_and_fixes_linux(lane: Lane) -> None:
     os.kill(pid, signal.SIGTERM)  # a stopped service
     wait_dead(pid)
     broken(r"^FAIL  service: containerd is not running \(nothing answers on ", fixable=True)
-    assert answers(lane.socket) and lane.pid() != pid
+    assert socket_answers(lane.socket) and lane.pid() != pid
 
     conf = lane.conf_dir / "10-dockless-bridge.conflist"
     conf.unlink()  # no CNI conf
@@ -448,7 +436,7 @@ def test_user_config_toml_outside_the_root_is_refused_before_anything(lane: Lane
     forced = invoke(lane, "setup", "--force")
     backups = list(lane.config.parent.glob("config.toml.*.bak"))
     assert len(backups) == 1 and backups[0].read_text() == "version = 2\n", describe(forced)
-    assert answers(lane.socket) and [p.exists() for p in host] == before
+    assert socket_answers(lane.socket) and [p.exists() for p in host] == before
     invoke(lane, "teardown", "--purge", "--yes")  # the user's own config.toml is back, as it was
     assert lane.config.read_text() == "version = 2\n" and not backups[0].exists()
     assert files_under(lane.root) == ["etc/containerd/config.toml"] and our_processes(lane.root) == []
@@ -470,7 +458,7 @@ def test_user_binary_at_an_install_destination_is_refused_then_moved_aside_and_p
     backups = list(runc.parent.glob("runc.*.bak"))
     assert len(backups) == 1 and backups[0].read_text() == "#!/bin/sh\necho my own runc\n"
     assert f"moved {runc} (not dockless's) to {backups[0]}" in forced.stderr, describe(forced)
-    assert runc.read_bytes() != backups[0].read_bytes() and answers(lane.socket)
+    assert runc.read_bytes() != backups[0].read_bytes() and socket_answers(lane.socket)
     assert lane.manifest()["backups"] == {str(runc): {"backup": str(backups[0]), "component": "runc"}}
     assert "nothing to change" in invoke(lane, "setup").stderr
 
@@ -545,7 +533,7 @@ def snapshot(root: Path) -> dict[str, Any]:
 
 def assert_running(lane: Lane) -> None:
     pid = lane.pid()
-    assert pid is not None and alive(pid) and answers(lane.socket)
+    assert pid is not None and alive(pid) and socket_answers(lane.socket)
     config = str(lane.config).encode()
     daemons = [p for p in our_processes(lane.root) if config in cmdline(p)]
     assert daemons == [pid], f"containerd processes of this root: {daemons}, pid file: {pid}"
@@ -766,7 +754,7 @@ def test_reconfigure_killed_before_restart_converges(lane: Lane) -> None:
     err = invoke(lane, "setup").stderr
     assert re.search(r"^\s*changed containerd.service", err, re.M), err
     after = lane.pid()
-    assert after != before and b"debug" in cmdline(after) and answers(lane.socket)
+    assert after != before and b"debug" in cmdline(after) and socket_answers(lane.socket)
     assert "nothing to change" in invoke(lane, "setup").stderr
 
 

@@ -28,6 +28,7 @@ from dockless.testing.httpserver import LocalHTTPServer
 from dockless.testing.images import busybox_oci
 from dockless.testing.mirror import serve
 from dockless.testing.processes import alive, cmdline, describe
+from plugins.containerd_service import socket_answers
 
 NEEDS = {
     "/usr/bin/containerd": "containerd",
@@ -259,16 +260,6 @@ def test_second_setup_changes_nothing_and_downloads_nothing(lane: Lane, first_se
     assert set(second) == set(first), describe(again)
     assert set(second.values()) == {"ok"}, describe(again)
     assert socket_answers(lane.socket)
-
-
-def socket_answers(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(2)
-        try:
-            sock.connect(str(path))
-        except OSError:
-            return False
-    return True
 
 
 # -- a corrupted mirror ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from dockless.actions import Install, StepFailed, Warn
 from dockless.namespace import build_namespace, load
 from dockless.session import Session
 from dockless.settings import load_settings
+from dockless.testing.processes import alive
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -221,14 +222,6 @@ def test_a_containerd_that_fails_after_it_was_started_is_stopped(tmp_path: Path,
     finally:
         if alive(pid):
             os.kill(pid, 9)
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 # -- 6. doctor ------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import shutil
+import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
@@ -22,6 +23,31 @@ DEBIAN_RUNC = Path("/usr/sbin/runc")
 DEBIAN_CNI = Path("/usr/lib/cni")
 LINUX_CONTAINERD = ("containerd", "ctr", "containerd-shim-runc-v2")
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap", "ptp", "firewall")
+
+
+# Debian bookworm's versions; the installed packages' own versions win when dpkg knows them
+DEBIAN_VERSIONS = {"containerd": "1.6.20", "runc": "1.1.5", "cni-plugins": "1.1.1", "crictl": "1.36.0"}
+DEBIAN_PACKAGES = {"containerd": "containerd", "runc": "runc", "cni-plugins": "containernetworking-plugins"}
+
+
+def debian_version(package: str) -> str | None:
+    """Upstream version of an installed Debian package (``1.6.20~ds1-1+deb12u3`` → ``1.6.20``)."""
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True)
+    except OSError:
+        return None
+    if out.returncode != 0 or not out.stdout.strip():
+        return None
+    return out.stdout.split(":")[-1].split("~")[0].split("+")[0].split("-")[0]
+
+
+def debian_versions() -> dict[str, str]:
+    """The pins a mirror of this machine's Debian binaries needs (:data:`DEBIAN_VERSIONS`,
+    with the installed packages' versions where dpkg knows them)."""
+    versions = dict(DEBIAN_VERSIONS)
+    for key, package in DEBIAN_PACKAGES.items():
+        versions[key] = debian_version(package) or versions[key]
+    return versions
 
 
 def _sha(data: bytes) -> str:
