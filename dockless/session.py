@@ -70,6 +70,7 @@ class Session:
     dry: bool = False
     console: Any = field(default_factory=lambda: _console())
     timings: bool = False  # `setup --timings`: print each step's seconds
+    current_step: str | None = None  # the step running now (the manifest notes which step wrote a file)
 
     def __post_init__(self) -> None:
         self.layout: Layout = layout_for(self.settings)
@@ -446,7 +447,6 @@ class Session:
         colour = {"ok": "green", "changed": "cyan", "failed": "red", "warning": "yellow"}.get(status, "white")
         self.console.print(f"[{colour}]{status:>8}[/] {step_id}" + (f" ({result.seconds:.2f}s)" if self.timings else ""))
         return result
-    current_step: str | None = None  # the step running now (the manifest notes which step wrote a file)
 
     def _acquire_lock(self) -> None:
         if self._lock is not None or self.dry:
